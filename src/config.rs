@@ -1,0 +1,661 @@
+//! Configuration: one TOML file, one serde struct per subsystem, validated at load.
+//!
+//! Unknown keys are rejected and every error names the key it concerns, so a typo in
+//! `/etc/backupfs/config.toml` stops the daemon before it mounts anything. Relative paths
+//! resolve against the directory that holds the config file, not the working directory, so a
+//! unit started from `/` behaves like a shell started next to the file.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use globset::{GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+
+/// Everything that can be wrong with a config file, each naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub mount: MountConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub classify: ClassifyConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub scan: ScanConfig,
+    pub encrypt: EncryptConfig,
+    pub destination: DestinationConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MountConfig {
+    /// The real directory every operation passes through to.
+    pub source: PathBuf,
+    /// Where the drop folder appears.
+    pub mountpoint: PathBuf,
+    /// Let users other than the one who mounted use the folder; turns on the kernel's
+    /// permission checks (`default_permissions`) as well.
+    #[serde(default)]
+    pub allow_other: bool,
+    /// Threads reading FUSE requests.
+    #[serde(default = "default_fuse_threads")]
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateConfig {
+    /// Holds the index database and the spool of sealed files awaiting upload.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogConfig {
+    pub file: PathBuf,
+    pub audit: PathBuf,
+    pub quarantine_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PipelineConfig {
+    pub workers: usize,
+    /// How long shutdown waits for queued files before it gives up and reports them.
+    #[serde(with = "humantime_serde_compat")]
+    pub drain_timeout: std::time::Duration,
+    /// First delay before retrying a stage that failed for a reason that can pass
+    /// (clamd or the bucket unreachable); it doubles up to `retry-max-delay`.
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_delay: std::time::Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_max_delay: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClassifyConfig {
+    /// Matched case-insensitively anywhere in the file.
+    pub sensitive_keywords: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PolicyConfig {
+    pub max_file_size: ByteSize,
+    /// Globs on the path inside the mount, such as `**/*.exe`.
+    pub blacklist: Vec<String>,
+    /// File name extensions (without the dot) that may be backed up; empty allows all.
+    pub allowed_extensions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScanConfig {
+    /// `unix:/path/to/socket` or `tcp:host:port`.
+    pub clamd: String,
+    /// Largest stream sent to clamd; must not exceed clamd's `StreamMaxLength`. A larger
+    /// file is recorded as "not scanned" and never uploaded.
+    pub max_stream_size: ByteSize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EncryptConfig {
+    /// First line is the passphrase, as with `gpg --passphrase-file`. Mode must deny group
+    /// and others.
+    pub passphrase_file: PathBuf,
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DestinationKind {
+    S3,
+    Dir,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DestinationConfig {
+    pub kind: DestinationKind,
+    /// S3 bucket (kind = "s3").
+    pub bucket: Option<String>,
+    /// Local directory standing in for the bucket (kind = "dir").
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default)]
+    pub path_style: bool,
+    /// Gate 2 refuses any object URL outside these.
+    pub allowed: Vec<String>,
+    #[serde(default = "default_multipart_threshold")]
+    pub multipart_threshold: ByteSize,
+    #[serde(default = "default_part_size")]
+    pub part_size: ByteSize,
+    /// Send request checksums only when the operation requires them; some S3-compatible
+    /// servers reject the chunked checksum trailers that are sent otherwise.
+    #[serde(default = "default_true")]
+    pub checksum_when_required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` endpoint; empty turns it off.
+    pub listen: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/lib/backupfs"),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from("logs/backup_pipeline.log"),
+            audit: PathBuf::from("logs/uploads.jsonl"),
+            quarantine_dir: PathBuf::from("logs/quarantine"),
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            drain_timeout: std::time::Duration::from_secs(30),
+            retry_delay: std::time::Duration::from_secs(1),
+            retry_max_delay: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for ClassifyConfig {
+    fn default() -> Self {
+        Self {
+            sensitive_keywords: ["confidential", "password", "client data"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            max_file_size: ByteSize(5 << 30),
+            blacklist: Vec::new(),
+            allowed_extensions: Vec::new(),
+        }
+    }
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            clamd: "unix:/run/clamav/clamd.ctl".to_string(),
+            max_stream_size: ByteSize(25 << 20),
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9477".to_string(),
+        }
+    }
+}
+
+fn default_fuse_threads() -> usize {
+    2
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+fn default_multipart_threshold() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_part_size() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A size written as `5GiB`, `64 MiB`, `10MB` or a bare number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let number: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size such as 5GiB, 64MiB or 1048576"))?;
+        let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            "t" | "tb" => 1_000_000_000_000,
+            "tib" => 1 << 40,
+            other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+        };
+        number
+            .checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size `{s}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes", self.0)
+    }
+}
+
+/// Durations written the humantime way: `30s`, `5m`, `1h 30m`.
+mod humantime_serde_compat {
+    use serde::Deserialize;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("`{text}` is not a duration such as 30s: {e}"))
+        })
+    }
+}
+
+/// How to reach clamd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClamdAddress {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl ClamdAddress {
+    fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            return Ok(ClamdAddress::Unix(PathBuf::from(path)));
+        }
+        if let Some(addr) = text.strip_prefix("tcp:") {
+            if addr
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
+                return Ok(ClamdAddress::Tcp(addr.to_string()));
+            }
+        }
+        Err(format!(
+            "`{text}` is neither unix:/path/to/socket nor tcp:host:port"
+        ))
+    }
+}
+
+impl fmt::Display for ClamdAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClamdAddress::Unix(p) => write!(f, "unix:{}", p.display()),
+            ClamdAddress::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// The config after validation: paths absolute, globs compiled, addresses parsed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub raw: Config,
+    pub config_path: PathBuf,
+    pub blacklist: GlobSet,
+    pub clamd: ClamdAddress,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses config text as if it had been read from `path`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.validate(path)
+    }
+
+    fn validate(mut self, path: &Path) -> Result<Settings, ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = std::path::absolute(&base).unwrap_or(base);
+        self.resolve_paths(&base);
+
+        if self.pipeline.workers == 0 {
+            return Err(invalid("pipeline.workers", "must be at least 1".into()));
+        }
+        if self.mount.threads == 0 {
+            return Err(invalid("mount.threads", "must be at least 1".into()));
+        }
+        if !(1..=22).contains(&self.encrypt.zstd_level) {
+            return Err(invalid(
+                "encrypt.zstd-level",
+                "must be between 1 and 22".into(),
+            ));
+        }
+        if self.log.quarantine_dir.starts_with(&self.mount.source) {
+            return Err(invalid(
+                "log.quarantine-dir",
+                "must not be inside mount.source, or quarantined files would stay visible".into(),
+            ));
+        }
+        if self.mount.mountpoint == self.mount.source {
+            return Err(invalid(
+                "mount.mountpoint",
+                "must differ from mount.source".into(),
+            ));
+        }
+        self.destination
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
+        let blacklist = compile_globs(&self.policy.blacklist)
+            .map_err(|message| invalid("policy.blacklist", message))?;
+        let clamd = ClamdAddress::parse(&self.scan.clamd).map_err(|m| invalid("scan.clamd", m))?;
+        let metrics_listen = match self.metrics.listen.trim() {
+            "" => None,
+            text => Some(text.parse().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!("`{text}` is not an address such as 127.0.0.1:9477"),
+                )
+            })?),
+        };
+        Ok(Settings {
+            raw: self,
+            config_path: path.to_path_buf(),
+            blacklist,
+            clamd,
+            metrics_listen,
+        })
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.mount.source,
+            &mut self.mount.mountpoint,
+            &mut self.state.dir,
+            &mut self.log.file,
+            &mut self.log.audit,
+            &mut self.log.quarantine_dir,
+            &mut self.encrypt.passphrase_file,
+        ] {
+            *p = base.join(&*p);
+        }
+        if let Some(p) = self.destination.path.as_mut() {
+            *p = base.join(&*p);
+        }
+    }
+}
+
+impl DestinationConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        match self.kind {
+            DestinationKind::S3 if self.bucket.as_deref().unwrap_or("").is_empty() => {
+                return Err((
+                    "destination.bucket",
+                    "is required when kind = \"s3\"".into(),
+                ))
+            }
+            DestinationKind::Dir if self.path.is_none() => {
+                return Err(("destination.path", "is required when kind = \"dir\"".into()))
+            }
+            _ => {}
+        }
+        if self.prefix.starts_with('/') || self.prefix.split('/').any(|c| c == "..") {
+            return Err((
+                "destination.prefix",
+                "must be relative and must not contain `..`".into(),
+            ));
+        }
+        if self.allowed.is_empty() {
+            return Err((
+                "destination.allowed",
+                format!(
+                    "is empty, so gate 2 would refuse every upload; add \"{}\"",
+                    self.base_url()
+                ),
+            ));
+        }
+        if self.part_size.0 < 5 << 20 {
+            return Err(("destination.part-size", "must be at least 5MiB".into()));
+        }
+        Ok(())
+    }
+
+    /// The URL every object of this destination starts with, as gate 2 compares it.
+    pub fn base_url(&self) -> String {
+        let root = match self.kind {
+            DestinationKind::S3 => format!("s3://{}", self.bucket.as_deref().unwrap_or("")),
+            DestinationKind::Dir => format!(
+                "file://{}",
+                self.path.as_deref().unwrap_or(Path::new("")).display()
+            ),
+        };
+        join_url(&root, &self.prefix)
+    }
+}
+
+/// Joins URL segments with exactly one slash between them.
+pub fn join_url(base: &str, rest: &str) -> String {
+    let rest = rest.trim_matches('/');
+    if base.is_empty() {
+        return rest.to_string();
+    }
+    if rest.is_empty() {
+        return base.trim_end_matches('/').to_string();
+    }
+    format!("{}/{rest}", base.trim_end_matches('/'))
+}
+
+fn compile_globs(patterns: &[String]) -> Result<GlobSet, String> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("bad glob `{pattern}`: {e}"))?;
+        builder.add(glob);
+    }
+    // An empty builder still yields a set that matches nothing.
+    builder.build().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [mount]
+        source = "/srv/data"
+        mountpoint = "/mnt/drop"
+        [encrypt]
+        passphrase-file = "/etc/backupfs/passphrase"
+        [destination]
+        kind = "s3"
+        bucket = "backups"
+        prefix = "host-a"
+        allowed = ["s3://backups/host-a"]
+    "#;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/backupfs/config.toml"))
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/backupfs.example.toml");
+        let settings = Config::load(&path).expect("the shipped example must load");
+        let raw = &settings.raw;
+        assert_eq!(raw.pipeline.workers, 2);
+        assert_eq!(raw.policy.max_file_size, ByteSize(5 << 30));
+        assert!(settings.blacklist.is_match("dir/setup.exe"));
+        assert!(settings.blacklist.is_match("setup.exe"));
+        assert!(!settings.blacklist.is_match("setup.txt"));
+        assert_eq!(raw.destination.base_url(), "s3://backups/host-a");
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_absolute_paths() {
+        let s = load(MINIMAL).expect("minimal config loads");
+        assert_eq!(s.raw.pipeline.workers, 2);
+        assert_eq!(
+            s.raw.log.file,
+            Path::new("/etc/backupfs/logs/backup_pipeline.log")
+        );
+        assert_eq!(s.clamd, ClamdAddress::Unix("/run/clamav/clamd.ctl".into()));
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9477".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("[pipeline]\nworkers = 0\n", "", "pipeline.workers"),
+            ("[pipeline]\nwrokers = 2\n", "", "wrokers"),
+            (
+                "[policy]\nmax-file-size = \"5 parsecs\"\n",
+                "",
+                "max-file-size",
+            ),
+            ("[scan]\nclamd = \"http://x\"\n", "", "scan.clamd"),
+            ("[metrics]\nlisten = \"nowhere\"\n", "", "metrics.listen"),
+            ("[policy]\nblacklist = [\"a[\"]\n", "", "policy.blacklist"),
+            ("", "zstd-level = 99\n", "encrypt.zstd-level"),
+        ];
+        for (extra, encrypt_extra, key) in cases {
+            let text = MINIMAL.replace(
+                "passphrase-file = \"/etc/backupfs/passphrase\"",
+                &format!("passphrase-file = \"/etc/backupfs/passphrase\"\n{encrypt_extra}"),
+            ) + extra;
+            let err = load(&text).expect_err(key).to_string();
+            assert!(err.contains(key), "error for {key} does not name it: {err}");
+            assert!(err.contains("/etc/backupfs/config.toml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn destination_needs_allowed_and_bucket() {
+        let no_allowed = MINIMAL.replace("allowed = [\"s3://backups/host-a\"]", "allowed = []");
+        let err = load(&no_allowed).unwrap_err().to_string();
+        assert!(err.contains("destination.allowed"), "{err}");
+        let no_bucket = MINIMAL.replace("bucket = \"backups\"", "");
+        let err = load(&no_bucket).unwrap_err().to_string();
+        assert!(err.contains("destination.bucket"), "{err}");
+        let dir = MINIMAL.replace("kind = \"s3\"", "kind = \"dir\"");
+        let err = load(&dir).unwrap_err().to_string();
+        assert!(err.contains("destination.path"), "{err}");
+    }
+
+    #[test]
+    fn quarantine_inside_source_is_refused() {
+        let text = MINIMAL.to_string() + "[log]\nfile = \"/l/a.log\"\naudit = \"/l/a.jsonl\"\nquarantine-dir = \"/srv/data/q\"\n";
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("log.quarantine-dir"), "{err}");
+    }
+
+    #[test]
+    fn byte_sizes_parse() {
+        let cases = [
+            ("5GiB", Some(5u64 << 30)),
+            ("64 MiB", Some(64 << 20)),
+            ("10MB", Some(10_000_000)),
+            ("1048576", Some(1 << 20)),
+            ("1.5GiB", None),
+            ("12 furlongs", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.parse::<ByteSize>().ok().map(|b| b.0), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn urls_join_with_one_slash() {
+        assert_eq!(join_url("s3://b", "host-a"), "s3://b/host-a");
+        assert_eq!(join_url("s3://b/", "/host-a/"), "s3://b/host-a");
+        assert_eq!(join_url("s3://b", ""), "s3://b");
+    }
+}

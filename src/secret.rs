@@ -1,0 +1,87 @@
+//! Reading the passphrase file, refusing it when others could read it too.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("passphrase file {path} (encrypt.passphrase-file): cannot read it: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "passphrase file {path} (encrypt.passphrase-file) has mode {mode:04o}: it must not be \
+         readable or writable by group or others; run chmod 600 {path}"
+    )]
+    TooOpen { path: String, mode: u32 },
+    #[error("passphrase file {path} (encrypt.passphrase-file): its first line is empty")]
+    Empty { path: String },
+}
+
+/// The passphrase: the first line of the file without its line ending, exactly what
+/// `gpg --passphrase-file` uses, so stock GnuPG decrypts with the same file.
+pub fn read_passphrase(path: &Path) -> Result<Vec<u8>, SecretError> {
+    let shown = path.display().to_string();
+    let unreadable = |source| SecretError::Unreadable {
+        path: shown.clone(),
+        source,
+    };
+    let meta = fs::metadata(path).map_err(unreadable)?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(SecretError::TooOpen { path: shown, mode });
+    }
+    let bytes = fs::read(path).map_err(unreadable)?;
+    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(SecretError::Empty { path: shown });
+    }
+    Ok(line.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn write(dir: &Path, content: &[u8], mode: u32) -> std::path::PathBuf {
+        let p = dir.join("pass");
+        fs::write(&p, content).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn first_line_only() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), b"s3cret\nignored\n", 0o600);
+        assert_eq!(read_passphrase(&p).unwrap(), b"s3cret");
+        let p = write(d.path(), b"windows\r\n", 0o400);
+        assert_eq!(read_passphrase(&p).unwrap(), b"windows");
+    }
+
+    #[test]
+    fn refusals_name_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), b"s3cret\n", 0o644);
+        let e = read_passphrase(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("0644") && e.contains(&p.display().to_string()),
+            "{e}"
+        );
+        let p = write(d.path(), b"\nsecond", 0o600);
+        assert!(read_passphrase(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        let missing = d.path().join("nope");
+        let e = read_passphrase(&missing).unwrap_err().to_string();
+        assert!(
+            e.contains("nope") && e.contains("encrypt.passphrase-file"),
+            "{e}"
+        );
+    }
+}
