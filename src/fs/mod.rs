@@ -1,0 +1,616 @@
+//! The passthrough: every operation applied to the source directory, relative to descriptors.
+//!
+//! This type knows nothing of FUSE wire types; `fuse.rs` translates callbacks into these
+//! methods, so everything here can be tested on a plain directory without a mount. Two things
+//! set it apart from a bare passthrough: blacklisted names are refused before they reach the
+//! source, and a handle that changed its file reports the path to a [`ChangeSink`] when it is
+//! released.
+
+pub mod fuse;
+mod inode;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirEntryExt, FileExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use inode::InodeTable;
+pub use inode::{FileKey, Inode, ROOT};
+
+use crate::pipeline::gate1::Blacklist;
+use crate::sys;
+
+/// Receives the path (relative to the source) of every file whose content may have changed.
+/// Implementations must return at once: they run on FUSE threads.
+pub trait ChangeSink: Send + Sync {
+    fn changed(&self, path: &Path);
+}
+
+/// Who is asking, as the kernel reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+/// A file the kernel now knows, with its attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub ino: u64,
+    pub stat: sys::Stat,
+}
+
+/// Attribute changes requested by `setattr`; `None` leaves a field alone.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: sys::TimeSpec,
+    pub mtime: sys::TimeSpec,
+    pub fh: Option<u64>,
+}
+
+/// One directory entry as `readdir` hands it out.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub kind: u32,
+    pub name: OsString,
+}
+
+struct Handle {
+    file: File,
+    ino: Arc<Inode>,
+    /// Set once anything this handle did may have changed the content.
+    changed: AtomicBool,
+}
+
+pub struct Passthrough {
+    source: PathBuf,
+    inodes: InodeTable,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_fh: AtomicU64,
+    blacklist: Blacklist,
+    sink: Arc<dyn ChangeSink>,
+    /// Set when the daemon runs as root, so new files can be given to the caller.
+    chown_new: bool,
+}
+
+fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+fn check_name(name: &OsStr) -> io::Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.as_bytes().contains(&b'/') {
+        return Err(errno(libc::EINVAL));
+    }
+    Ok(())
+}
+
+/// Flags that make sense when creating a file by name but not when reopening an existing
+/// file through its `/proc/self/fd` link.
+const CREATION_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW;
+
+impl Passthrough {
+    /// Opens the source directory. `source` must be an existing directory.
+    pub fn new(source: &Path, blacklist: Blacklist, sink: Arc<dyn ChangeSink>) -> io::Result<Self> {
+        let source = source.canonicalize()?;
+        let cwd = sys::open_beneath_root(&source)?;
+        let st = sys::fstat(cwd.as_fd())?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", source.display()),
+            ));
+        }
+        Ok(Self {
+            source,
+            inodes: InodeTable::new(cwd, &st),
+            handles: Mutex::default(),
+            dirs: Mutex::default(),
+            next_fh: AtomicU64::new(1),
+            blacklist,
+            sink,
+            chown_new: sys::geteuid() == 0,
+        })
+    }
+
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    fn inode(&self, ino: u64) -> io::Result<Arc<Inode>> {
+        self.inodes.get(ino).ok_or_else(|| errno(libc::ESTALE))
+    }
+
+    fn handle(&self, fh: u64) -> io::Result<Arc<Handle>> {
+        lock(&self.handles)
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| errno(libc::EBADF))
+    }
+
+    /// The path of a file inside the source, read back from the kernel so that it is right
+    /// even after renames. `None` for a file that no longer has a name.
+    pub fn path_of(&self, fd: BorrowedFd<'_>) -> Option<PathBuf> {
+        let st = sys::fstat(fd).ok()?;
+        if st.st_nlink == 0 && st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return None;
+        }
+        let target = PathBuf::from(OsString::from_vec(sys::readlink_fd_proc(fd).ok()?));
+        target
+            .strip_prefix(&self.source)
+            .ok()
+            .map(Path::to_path_buf)
+    }
+
+    fn child_path(&self, parent: &Inode, name: &OsStr) -> io::Result<PathBuf> {
+        let dir = self
+            .path_of(parent.fd())
+            .ok_or_else(|| errno(libc::ENOENT))?;
+        Ok(dir.join(name))
+    }
+
+    /// Refuses to create a name the blacklist covers, before anything reaches the source.
+    fn admit(&self, parent: &Inode, name: &OsStr) -> io::Result<()> {
+        check_name(name)?;
+        let path = self.child_path(parent, name)?;
+        if self.blacklist.is_blocked(&path) {
+            tracing::warn!(path = %path.display(), "refused blacklisted name");
+            return Err(errno(libc::EACCES));
+        }
+        Ok(())
+    }
+
+    fn notify_changed(&self, fd: BorrowedFd<'_>) {
+        if let Some(path) = self.path_of(fd) {
+            self.sink.changed(&path);
+        }
+    }
+
+    fn entry_for(&self, fd: OwnedFd) -> io::Result<Entry> {
+        let stat = sys::fstat(fd.as_fd())?;
+        let inode = self.inodes.remember(fd, &stat);
+        Ok(Entry {
+            ino: inode.ino,
+            stat,
+        })
+    }
+
+    fn lookup_fd(&self, parent: &Inode, name: &OsStr) -> io::Result<OwnedFd> {
+        sys::openat(parent.fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> io::Result<Entry> {
+        let parent = self.inode(parent)?;
+        if name.len() > 255 {
+            return Err(errno(libc::ENAMETOOLONG));
+        }
+        let fd = self.lookup_fd(&parent, name)?;
+        self.entry_for(fd)
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+
+    pub fn getattr(&self, ino: u64) -> io::Result<sys::Stat> {
+        sys::fstat(self.inode(ino)?.fd())
+    }
+
+    pub fn setattr(&self, ino: u64, set: SetAttr) -> io::Result<sys::Stat> {
+        let inode = self.inode(ino)?;
+        let path = sys::proc_fd_path(inode.fd());
+        if let Some(mode) = set.mode {
+            sys::chmod_path(&path, mode & 0o7777)?;
+        }
+        if set.uid.is_some() || set.gid.is_some() {
+            sys::fchownat_empty(inode.fd(), set.uid, set.gid)?;
+        }
+        if let Some(size) = set.size {
+            self.truncate(&inode, set.fh, size)?;
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            sys::utimens_path(&path, set.atime, set.mtime)?;
+        }
+        sys::fstat(inode.fd())
+    }
+
+    fn truncate(&self, inode: &Inode, fh: Option<u64>, size: u64) -> io::Result<()> {
+        if let Some(handle) = fh.and_then(|fh| self.handle(fh).ok()) {
+            handle.file.set_len(size)?;
+            handle.changed.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        let file = File::options()
+            .write(true)
+            .open(sys::proc_fd_path(inode.fd()))?;
+        file.set_len(size)?;
+        // No release will follow a truncate by name, so report the change now.
+        self.notify_changed(inode.fd());
+        Ok(())
+    }
+
+    pub fn readlink(&self, ino: u64) -> io::Result<Vec<u8>> {
+        sys::readlink_fd(self.inode(ino)?.fd())
+    }
+
+    /// Gives a new file to the calling user, as a normal filesystem would, when the daemon
+    /// runs as root.
+    fn give_to_caller(&self, fd: BorrowedFd<'_>, caller: Caller) -> io::Result<()> {
+        if self.chown_new && (caller.uid != 0 || caller.gid != 0) {
+            sys::fchownat_empty(fd, Some(caller.uid), Some(caller.gid))?;
+        }
+        Ok(())
+    }
+
+    /// Looks up a name just created and hands it to the caller; undoes the creation if that
+    /// fails, so a half-made entry never stays behind.
+    fn finish_create(
+        &self,
+        parent: &Inode,
+        name: &OsStr,
+        caller: Caller,
+        dir: bool,
+    ) -> io::Result<Entry> {
+        let made = self.lookup_fd(parent, name).and_then(|fd| {
+            self.give_to_caller(fd.as_fd(), caller)?;
+            Ok(fd)
+        });
+        match made {
+            Ok(fd) => self.entry_for(fd),
+            Err(e) => {
+                let flag = if dir { libc::AT_REMOVEDIR } else { 0 };
+                let _ = sys::unlinkat(parent.fd(), name, flag);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> io::Result<Entry> {
+        let parent = self.inode(parent)?;
+        self.admit(&parent, name)?;
+        sys::mknodat(parent.fd(), name, mode & !umask, u64::from(rdev))?;
+        let entry = self.finish_create(&parent, name, caller, false)?;
+        if mode & libc::S_IFMT == libc::S_IFREG {
+            self.sink.changed(&self.child_path(&parent, name)?);
+        }
+        Ok(entry)
+    }
+
+    pub fn mkdir(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        caller: Caller,
+    ) -> io::Result<Entry> {
+        let parent = self.inode(parent)?;
+        self.admit(&parent, name)?;
+        sys::mkdirat(parent.fd(), name, mode & !umask & 0o7777)?;
+        self.finish_create(&parent, name, caller, true)
+    }
+
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+        caller: Caller,
+    ) -> io::Result<Entry> {
+        let parent = self.inode(parent)?;
+        self.admit(&parent, name)?;
+        sys::symlinkat(target.as_os_str(), parent.fd(), name)?;
+        self.finish_create(&parent, name, caller, false)
+    }
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> io::Result<()> {
+        sys::unlinkat(self.inode(parent)?.fd(), name, 0)
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> io::Result<()> {
+        sys::unlinkat(self.inode(parent)?.fd(), name, libc::AT_REMOVEDIR)
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        let from = self.inode(parent)?;
+        let to = self.inode(new_parent)?;
+        self.admit(&to, new_name)?;
+        sys::renameat2(from.fd(), name, to.fd(), new_name, flags)?;
+        // The content now lives under the new name; back it up there. A file that was
+        // already backed up is recognised by its hash and only recorded under the new name.
+        if let Ok(st) = sys::fstatat(to.fd(), new_name, libc::AT_SYMLINK_NOFOLLOW) {
+            if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                self.sink.changed(&self.child_path(&to, new_name)?);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> io::Result<Entry> {
+        let inode = self.inode(ino)?;
+        let to = self.inode(new_parent)?;
+        self.admit(&to, new_name)?;
+        sys::link_fd(inode.fd(), to.fd(), new_name)?;
+        let entry = self.entry_for(self.lookup_fd(&to, new_name)?)?;
+        if !inode.is_dir() && !inode.is_symlink() {
+            self.sink.changed(&self.child_path(&to, new_name)?);
+        }
+        Ok(entry)
+    }
+
+    fn add_handle(&self, file: File, ino: Arc<Inode>, changed: bool) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let handle = Arc::new(Handle {
+            file,
+            ino,
+            changed: AtomicBool::new(changed),
+        });
+        lock(&self.handles).insert(fh, handle);
+        fh
+    }
+
+    pub fn open(&self, ino: u64, flags: i32) -> io::Result<u64> {
+        let inode = self.inode(ino)?;
+        let fd = sys::openat(
+            sys::cwd(),
+            sys::proc_fd_path(inode.fd()).as_os_str(),
+            flags & !CREATION_FLAGS,
+            0,
+        )?;
+        let truncates = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
+        Ok(self.add_handle(File::from(fd), inode, truncates))
+    }
+
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> io::Result<(Entry, u64)> {
+        let parent_inode = self.inode(parent)?;
+        self.admit(&parent_inode, name)?;
+        let flags = (flags | libc::O_CREAT) & !libc::O_NOFOLLOW;
+        let fd = sys::openat(
+            parent_inode.fd(),
+            name,
+            flags | libc::O_NOFOLLOW,
+            mode & !umask & 0o7777,
+        )?;
+        if let Err(e) = self.give_to_caller(fd.as_fd(), caller) {
+            let _ = sys::unlinkat(parent_inode.fd(), name, 0);
+            return Err(e);
+        }
+        let path_fd = sys::openat(
+            sys::cwd(),
+            sys::proc_fd_path(fd.as_fd()).as_os_str(),
+            libc::O_PATH,
+            0,
+        )?;
+        let entry = self.entry_for(path_fd)?;
+        let inode = self.inode(entry.ino)?;
+        let fh = self.add_handle(File::from(fd), inode, true);
+        Ok((entry, fh))
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> io::Result<Vec<u8>> {
+        let handle = self.handle(fh)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match handle
+                .file
+                .read_at(&mut buf[filled..], offset + filled as u64)
+            {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> io::Result<u32> {
+        let handle = self.handle(fh)?;
+        handle.changed.store(true, Ordering::Relaxed);
+        handle.file.write_all_at(data, offset)?;
+        Ok(data.len() as u32)
+    }
+
+    pub fn flush(&self, fh: u64) -> io::Result<()> {
+        // Reports errors a close(2) of the backing file would report, such as a full disk on
+        // network filesystems, without closing it: the kernel may flush a handle many times.
+        let handle = self.handle(fh)?;
+        let dup = handle.file.try_clone()?;
+        drop(dup);
+        Ok(())
+    }
+
+    pub fn fsync(&self, fh: u64, datasync: bool) -> io::Result<()> {
+        let handle = self.handle(fh)?;
+        if datasync {
+            handle.file.sync_data()
+        } else {
+            handle.file.sync_all()
+        }
+    }
+
+    /// Closes a handle; if it changed its file, reports the file for backup.
+    pub fn release(&self, fh: u64) -> io::Result<()> {
+        let handle = lock(&self.handles)
+            .remove(&fh)
+            .ok_or_else(|| errno(libc::EBADF))?;
+        if handle.changed.load(Ordering::Relaxed) {
+            self.notify_changed(handle.ino.fd());
+        }
+        Ok(())
+    }
+
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> io::Result<()> {
+        let handle = self.handle(fh)?;
+        sys::fallocate(handle.file.as_fd(), mode, offset, length)?;
+        handle.changed.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn opendir(&self, ino: u64) -> io::Result<u64> {
+        let inode = self.inode(ino)?;
+        let path = sys::proc_fd_path(inode.fd());
+        let parent_ino = sys::fstatat(inode.fd(), OsStr::new(".."), 0)
+            .map(|st| st.st_ino)
+            .unwrap_or(0);
+        let mut entries = vec![
+            dir_entry(inode.key.ino, libc::S_IFDIR, "."),
+            dir_entry(parent_ino, libc::S_IFDIR, ".."),
+        ];
+        for item in std::fs::read_dir(path)? {
+            let item = item?;
+            let kind = item.file_type().map(file_type_bits).unwrap_or(0);
+            entries.push(DirEntry {
+                ino: item.ino(),
+                kind,
+                name: item.file_name(),
+            });
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirs).insert(fh, Arc::new(entries));
+        Ok(fh)
+    }
+
+    /// Entries from `offset` on; the offset of entry `i` is `i + 1`.
+    pub fn readdir(&self, fh: u64) -> io::Result<Arc<Vec<DirEntry>>> {
+        lock(&self.dirs)
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| errno(libc::EBADF))
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dirs).remove(&fh);
+    }
+
+    pub fn statfs(&self) -> io::Result<libc::statvfs> {
+        sys::fstatvfs(self.inode(ROOT)?.fd())
+    }
+
+    pub fn access(&self, ino: u64, mask: i32) -> io::Result<()> {
+        let inode = self.inode(ino)?;
+        if inode.is_symlink() {
+            return Ok(());
+        }
+        sys::access_path(&sys::proc_fd_path(inode.fd()), mask)
+    }
+
+    fn xattr_path(&self, ino: u64) -> io::Result<PathBuf> {
+        let inode = self.inode(ino)?;
+        if inode.is_symlink() {
+            // The /proc link would follow the symlink; user xattrs on symlinks are not
+            // allowed on Linux anyway.
+            return Err(errno(libc::ENOTSUP));
+        }
+        Ok(sys::proc_fd_path(inode.fd()))
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> io::Result<sys::Xattr> {
+        sys::getxattr(&self.xattr_path(ino)?, name, size as usize)
+    }
+
+    pub fn listxattr(&self, ino: u64, size: u32) -> io::Result<sys::Xattr> {
+        sys::listxattr(&self.xattr_path(ino)?, size as usize)
+    }
+
+    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+        sys::setxattr(&self.xattr_path(ino)?, name, value, flags)
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &OsStr) -> io::Result<()> {
+        sys::removexattr(&self.xattr_path(ino)?, name)
+    }
+
+    /// The kernel's name for a file given by its path in the source: the inode of its
+    /// directory, if the kernel knows it, and its name. Used to drop cached entries for files
+    /// the pipeline moved away.
+    pub fn kernel_entry(&self, path: &Path) -> Option<(u64, OsString)> {
+        let name = path.file_name()?.to_os_string();
+        let root = self.inode(ROOT).ok()?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => {
+                let fd = sys::open_beneath(root.fd(), p, libc::O_PATH).ok()?;
+                let st = sys::fstat(fd.as_fd()).ok()?;
+                self.inodes.find(FileKey::of(&st))?.ino
+            }
+            _ => ROOT,
+        };
+        Some((dir, name))
+    }
+
+    /// Number of inodes the kernel holds; for tests and metrics.
+    pub fn known_inodes(&self) -> usize {
+        self.inodes.len()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn dir_entry(ino: u64, kind: u32, name: &str) -> DirEntry {
+    DirEntry {
+        ino,
+        kind,
+        name: OsString::from(name),
+    }
+}
+
+fn file_type_bits(ft: std::fs::FileType) -> u32 {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        libc::S_IFDIR
+    } else if ft.is_symlink() {
+        libc::S_IFLNK
+    } else if ft.is_fifo() {
+        libc::S_IFIFO
+    } else if ft.is_socket() {
+        libc::S_IFSOCK
+    } else if ft.is_char_device() {
+        libc::S_IFCHR
+    } else if ft.is_block_device() {
+        libc::S_IFBLK
+    } else {
+        libc::S_IFREG
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! Passthrough tests on a plain directory, without a mount.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Mutex;
+
+use super::*;
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<PathBuf>>);
+
+impl ChangeSink for Collect {
+    fn changed(&self, path: &Path) {
+        self.0.lock().unwrap().push(path.to_path_buf());
+    }
+}
+
+fn setup() -> (tempfile::TempDir, Passthrough, Arc<Collect>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut globs = globset::GlobSetBuilder::new();
+    globs.add(
+        globset::GlobBuilder::new("**/*.exe")
+            .literal_separator(true)
+            .build()
+            .unwrap(),
+    );
+    let sink = Arc::new(Collect::default());
+    let fs = Passthrough::new(
+        dir.path(),
+        Blacklist::new(globs.build().unwrap()),
+        sink.clone(),
+    )
+    .unwrap();
+    (dir, fs, sink)
+}
+
+const ME: Caller = Caller {
+    uid: 0,
+    gid: 0,
+    pid: 1,
+};
+
+fn create(fs: &Passthrough, parent: u64, name: &str) -> (Entry, u64) {
+    fs.create(
+        parent,
+        OsStr::new(name),
+        0o100644,
+        0o022,
+        libc::O_WRONLY,
+        ME,
+    )
+    .unwrap()
+}
+
+#[test]
+fn write_then_release_reports_the_path_once() {
+    let (dir, fs, sink) = setup();
+    let (entry, fh) = create(&fs, ROOT, "a.txt");
+    assert_eq!(fs.write(fh, 0, b"hello").unwrap(), 5);
+    assert!(
+        sink.0.lock().unwrap().is_empty(),
+        "nothing is reported before release"
+    );
+    fs.release(fh).unwrap();
+    assert_eq!(*sink.0.lock().unwrap(), vec![PathBuf::from("a.txt")]);
+    assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"hello");
+    assert_eq!(fs.getattr(entry.ino).unwrap().st_size, 5);
+}
+
+#[test]
+fn read_only_open_reports_nothing() {
+    let (dir, fs, sink) = setup();
+    std::fs::write(dir.path().join("r.txt"), b"data").unwrap();
+    let e = fs.lookup(ROOT, OsStr::new("r.txt")).unwrap();
+    let fh = fs.open(e.ino, libc::O_RDONLY).unwrap();
+    assert_eq!(fs.read(fh, 1, 10).unwrap(), b"ata");
+    fs.release(fh).unwrap();
+    assert!(sink.0.lock().unwrap().is_empty());
+    let fh = fs.open(e.ino, libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(
+        *sink.0.lock().unwrap(),
+        vec![PathBuf::from("r.txt")],
+        "O_TRUNC changes the file"
+    );
+}
+
+#[test]
+fn blacklisted_names_are_refused_and_never_created() {
+    let (dir, fs, _) = setup();
+    let sub = fs.mkdir(ROOT, OsStr::new("sub"), 0o755, 0, ME).unwrap();
+    let refused = |r: io::Result<()>| assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EACCES));
+    refused(
+        fs.create(sub.ino, OsStr::new("x.exe"), 0o644, 0, libc::O_WRONLY, ME)
+            .map(drop),
+    );
+    refused(
+        fs.mknod(ROOT, OsStr::new("y.exe"), libc::S_IFREG | 0o644, 0, 0, ME)
+            .map(drop),
+    );
+    refused(fs.mkdir(ROOT, OsStr::new("d.exe"), 0o755, 0, ME).map(drop));
+    refused(
+        fs.symlink(ROOT, OsStr::new("l.exe"), Path::new("a"), ME)
+            .map(drop),
+    );
+    let (a, fh) = create(&fs, ROOT, "a.txt");
+    fs.release(fh).unwrap();
+    refused(fs.link(a.ino, ROOT, OsStr::new("h.exe")).map(drop));
+    refused(fs.rename(ROOT, OsStr::new("a.txt"), ROOT, OsStr::new("a.exe"), 0));
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.as_bytes().ends_with(b".exe")),
+        "{names:?}"
+    );
+    assert!(!dir.path().join("sub/x.exe").exists());
+}
+
+#[test]
+fn rename_reports_the_new_name() {
+    let (_dir, fs, sink) = setup();
+    let (_, fh) = create(&fs, ROOT, "doc.tmp");
+    fs.write(fh, 0, b"x").unwrap();
+    fs.release(fh).unwrap();
+    fs.rename(ROOT, OsStr::new("doc.tmp"), ROOT, OsStr::new("doc.txt"), 0)
+        .unwrap();
+    let seen = sink.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![PathBuf::from("doc.tmp"), PathBuf::from("doc.txt")]
+    );
+}
+
+#[test]
+fn unlinked_open_file_keeps_working() {
+    let (_dir, fs, _) = setup();
+    let (e, fh) = create(&fs, ROOT, "gone.txt");
+    fs.unlink(ROOT, OsStr::new("gone.txt")).unwrap();
+    fs.write(fh, 0, b"still here").unwrap();
+    assert_eq!(fs.getattr(e.ino).unwrap().st_size, 10);
+    fs.release(fh).unwrap();
+}
+
+#[test]
+fn long_and_odd_names() {
+    let (dir, fs, _) = setup();
+    let long = "n".repeat(255);
+    let (_, fh) = create(&fs, ROOT, &long);
+    fs.release(fh).unwrap();
+    assert!(dir.path().join(&long).exists());
+    assert_eq!(
+        fs.lookup(ROOT, OsStr::new(&"n".repeat(256)))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ENAMETOOLONG)
+    );
+    let odd = OsStr::from_bytes(b"line\nbreak\r\xff.txt");
+    let (_, fh) = fs.create(ROOT, odd, 0o644, 0, libc::O_WRONLY, ME).unwrap();
+    fs.release(fh).unwrap();
+    assert!(dir.path().join(odd).exists());
+}
+
+#[test]
+fn readdir_lists_dot_entries_and_files() {
+    let (_dir, fs, _) = setup();
+    for n in ["b", "a"] {
+        let (_, fh) = create(&fs, ROOT, n);
+        fs.release(fh).unwrap();
+    }
+    let fh = fs.opendir(ROOT).unwrap();
+    let mut names: Vec<_> = fs
+        .readdir(fh)
+        .unwrap()
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".", "..", "a", "b"].map(OsString::from));
+    fs.releasedir(fh);
+}
+
+#[test]
+fn forget_closes_descriptors() {
+    let (dir, fs, _) = setup();
+    std::fs::write(dir.path().join("f"), b"").unwrap();
+    let before = fs.known_inodes();
+    let e = fs.lookup(ROOT, OsStr::new("f")).unwrap();
+    let again = fs.lookup(ROOT, OsStr::new("f")).unwrap();
+    assert_eq!(e.ino, again.ino);
+    assert_eq!(fs.known_inodes(), before + 1);
+    fs.forget(e.ino, 2);
+    assert_eq!(fs.known_inodes(), before);
+}
+
+#[test]
+fn setattr_changes_mode_size_and_times() {
+    let (dir, fs, sink) = setup();
+    std::fs::write(dir.path().join("f"), b"123456").unwrap();
+    let e = fs.lookup(ROOT, OsStr::new("f")).unwrap();
+    let set = SetAttr {
+        mode: Some(0o600),
+        size: Some(2),
+        mtime: Some(Some((1_000_000, 0))),
+        ..SetAttr::default()
+    };
+    let st = fs.setattr(e.ino, set).unwrap();
+    assert_eq!(st.st_mode & 0o7777, 0o600);
+    assert_eq!(st.st_size, 2);
+    assert_eq!(st.st_mtime, 1_000_000);
+    assert_eq!(
+        *sink.0.lock().unwrap(),
+        vec![PathBuf::from("f")],
+        "truncate by name is a change"
+    );
+}

@@ -1,0 +1,334 @@
+//! The only module with `unsafe`: thin, checked wrappers over the `*at()` system calls the
+//! passthrough and the pipeline use to stay relative to a directory fd.
+//!
+//! Every wrapper returns `io::Result` with the raw errno intact, so the FUSE adapter can hand
+//! the kernel exactly what the backing filesystem said.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+pub type Stat = libc::stat;
+
+fn cstr(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The path through which the kernel reopens an `O_PATH` descriptor with real access flags.
+pub fn proc_fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+pub fn openat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let name = cstr(name)?;
+    // SAFETY: `name` is a valid C string for the duration of the call; the returned fd is
+    // fresh and owned by nobody else.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by openat and is not owned elsewhere.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens `path` below `dir` without ever leaving it: no `..` escape, no symlink followed,
+/// no crossing into another mount. The pipeline uses this so a symlink planted in the source
+/// directory can never make it read a file elsewhere.
+pub fn open_beneath(dir: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let cpath = cstr(path.as_os_str())?;
+    // SAFETY: open_how is a plain C struct for which all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `how` and `cpath` outlive the call and the size passed matches the struct.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            cpath.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+pub fn fstatat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32) -> io::Result<Stat> {
+    let name = cstr(name)?;
+    let mut st = MaybeUninit::<Stat>::uninit();
+    // SAFETY: `st` is writable memory of the right size; the kernel fills it on success.
+    check(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), flags) })?;
+    // SAFETY: fstatat succeeded, so `st` is initialised.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Stats the file an fd refers to, including `O_PATH` descriptors.
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    fstatat(
+        fd,
+        OsStr::new(""),
+        libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+    )
+}
+
+pub fn mkdirat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    let name = cstr(name)?;
+    // SAFETY: valid C string, plain syscall.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
+}
+
+pub fn mknodat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32, rdev: u64) -> io::Result<()> {
+    let name = cstr(name)?;
+    // SAFETY: valid C string, plain syscall.
+    check(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, rdev) }).map(drop)
+}
+
+pub fn symlinkat(target: &OsStr, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let (target, name) = (cstr(target)?, cstr(name)?);
+    // SAFETY: valid C strings, plain syscall.
+    check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) }).map(drop)
+}
+
+pub fn unlinkat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32) -> io::Result<()> {
+    let name = cstr(name)?;
+    // SAFETY: valid C string, plain syscall.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
+}
+
+pub fn renameat2(
+    from_dir: BorrowedFd<'_>,
+    from: &OsStr,
+    to_dir: BorrowedFd<'_>,
+    to: &OsStr,
+    flags: u32,
+) -> io::Result<()> {
+    let (from, to) = (cstr(from)?, cstr(to)?);
+    // SAFETY: valid C strings, plain syscall.
+    check(unsafe {
+        libc::renameat2(
+            from_dir.as_raw_fd(),
+            from.as_ptr(),
+            to_dir.as_raw_fd(),
+            to.as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+/// Makes a new name for the file behind an `O_PATH` fd (which may itself have no name left).
+pub fn link_fd(fd: BorrowedFd<'_>, to_dir: BorrowedFd<'_>, to: &OsStr) -> io::Result<()> {
+    let from = cstr(proc_fd_path(fd).as_os_str())?;
+    let to = cstr(to)?;
+    // SAFETY: valid C strings, plain syscall.
+    check(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            to_dir.as_raw_fd(),
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+pub fn readlink_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    let empty = c"";
+    // SAFETY: `buf` is writable for its whole length, which is what we pass.
+    let n = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+pub fn fchownat_empty(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    let uid = uid.unwrap_or(u32::MAX);
+    let gid = gid.unwrap_or(u32::MAX);
+    // SAFETY: empty C string literal; -1 (u32::MAX) leaves an id unchanged.
+    check(unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            uid,
+            gid,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+pub fn chmod_path(path: &Path, mode: u32) -> io::Result<()> {
+    let p = cstr(path.as_os_str())?;
+    // SAFETY: valid C string, plain syscall.
+    check(unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop)
+}
+
+/// `None` leaves a time unchanged; `Some(None)` sets it to now.
+pub type TimeSpec = Option<Option<(i64, i64)>>;
+
+pub fn utimens_path(path: &Path, atime: TimeSpec, mtime: TimeSpec) -> io::Result<()> {
+    let p = cstr(path.as_os_str())?;
+    let to_ts = |t: TimeSpec| match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(None) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(Some((s, ns))) => libc::timespec {
+            tv_sec: s,
+            tv_nsec: ns,
+        },
+    };
+    let times = [to_ts(atime), to_ts(mtime)];
+    // SAFETY: `times` is an array of two timespecs, as utimensat requires.
+    check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) }).map(drop)
+}
+
+pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: plain syscall on an fd we borrow.
+    check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset as i64, len as i64) }).map(drop)
+}
+
+pub fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
+    let mut st = MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `st` is writable memory of the right size.
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstatvfs succeeded, so `st` is initialised.
+    Ok(unsafe { st.assume_init() })
+}
+
+pub fn access_path(path: &Path, mask: i32) -> io::Result<()> {
+    let p = cstr(path.as_os_str())?;
+    // SAFETY: valid C string, plain syscall.
+    check(unsafe { libc::faccessat(libc::AT_FDCWD, p.as_ptr(), mask, 0) }).map(drop)
+}
+
+/// The answer to an xattr query: its size when the caller passed size 0, else the bytes.
+pub enum Xattr {
+    Size(usize),
+    Data(Vec<u8>),
+}
+
+/// Extended attributes go through the `/proc/self/fd` path, because the `f*xattr` calls
+/// refuse `O_PATH` descriptors.
+pub fn getxattr(path: &Path, name: &OsStr, size: usize) -> io::Result<Xattr> {
+    let (p, n) = (cstr(path.as_os_str())?, cstr(name)?);
+    let mut buf = vec![0u8; size];
+    // SAFETY: `buf` is writable for `size` bytes; size 0 asks only for the length.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), size) };
+    xattr_result(len, size, buf)
+}
+
+pub fn listxattr(path: &Path, size: usize) -> io::Result<Xattr> {
+    let p = cstr(path.as_os_str())?;
+    let mut buf = vec![0u8; size];
+    // SAFETY: `buf` is writable for `size` bytes; size 0 asks only for the length.
+    let len = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), size) };
+    xattr_result(len, size, buf)
+}
+
+fn xattr_result(len: isize, size: usize, mut buf: Vec<u8>) -> io::Result<Xattr> {
+    if len < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if size == 0 {
+        return Ok(Xattr::Size(len as usize));
+    }
+    buf.truncate(len as usize);
+    Ok(Xattr::Data(buf))
+}
+
+pub fn setxattr(path: &Path, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+    let (p, n) = (cstr(path.as_os_str())?, cstr(name)?);
+    // SAFETY: `value` is readable for its length.
+    check(unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+pub fn removexattr(path: &Path, name: &OsStr) -> io::Result<()> {
+    let (p, n) = (cstr(path.as_os_str())?, cstr(name)?);
+    // SAFETY: valid C strings, plain syscall.
+    check(unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) }).map(drop)
+}
+
+/// Raises the soft open-file limit to the hard limit: the passthrough keeps one descriptor
+/// per inode the kernel remembers.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = MaybeUninit::<libc::rlimit>::uninit();
+    // SAFETY: `lim` is writable memory of the right size.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, lim.as_mut_ptr()) })?;
+    // SAFETY: getrlimit succeeded.
+    let mut lim = unsafe { lim.assume_init() };
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: `lim` is a valid rlimit.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
+    Ok(lim.rlim_cur)
+}
+
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Opens a directory by absolute path as an `O_PATH` anchor for the `*at()` calls.
+pub fn open_beneath_root(path: &Path) -> io::Result<OwnedFd> {
+    openat(cwd(), path.as_os_str(), libc::O_PATH | libc::O_DIRECTORY, 0)
+}
+
+/// The working directory as a dirfd, for calls given an absolute path.
+pub fn cwd() -> BorrowedFd<'static> {
+    // SAFETY: AT_FDCWD is a permanent sentinel the *at() calls accept; it is never closed.
+    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+}
+
+/// Where the kernel says an fd's file lives now (its `/proc/self/fd` link target).
+pub fn readlink_fd_proc(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    std::fs::read_link(proc_fd_path(fd)).map(|p| p.into_os_string().into_vec())
+}
+
+/// Sets the process umask, returning the old one.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask) }
+}
