@@ -1,0 +1,215 @@
+//! `backupfs mount`: wires config, pipeline and mount together and runs until told to stop.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use fuser::{MountOption, Notifier, SessionACL};
+
+use crate::config::{Config, Settings};
+use crate::fs::fuse::FuseAdapter;
+use crate::fs::Passthrough;
+use crate::metrics::Metrics;
+use crate::pipeline::classify::Classifier;
+use crate::pipeline::gate1::{Blacklist, Gate1};
+use crate::pipeline::gate2::Gate2;
+use crate::pipeline::quarantine::Quarantine;
+use crate::pipeline::scan::Scanner;
+use crate::pipeline::seal::Sealer;
+use crate::pipeline::upload::{self, ObjectNamer};
+use crate::pipeline::{self, Backoff, Pipeline, Queue, Stages};
+use crate::state::State;
+use crate::sys;
+
+/// Mounts and runs until SIGINT, SIGTERM or an external unmount.
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let settings = Config::load(config_path)?;
+    let cfg = &settings.raw;
+    let passphrase = crate::secret::read_passphrase(&cfg.encrypt.passphrase_file)?;
+    crate::logging::init_with_file(&cfg.log.file)
+        .with_context(|| format!("log.file {}", cfg.log.file.display()))?;
+    tracing::info!(config = %config_path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
+
+    // New files get exactly the mode the caller asked for; the kernel already applied the
+    // caller's umask.
+    sys::set_umask(0);
+    if let Err(e) = sys::raise_nofile_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("io")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+
+    let metrics = Metrics::new().context("cannot register metrics")?;
+    if let Some(addr) = settings.metrics_listen {
+        let bound = crate::metrics::serve(metrics.clone(), addr)
+            .with_context(|| format!("metrics.listen {addr}: cannot listen"))?;
+        tracing::info!(address = %bound, "serving /metrics");
+    }
+
+    let queue = Queue::new(metrics.clone());
+    let blacklist = Blacklist::new(settings.blacklist.clone());
+    let fs = Passthrough::new(&cfg.mount.source, blacklist.clone(), queue.clone())
+        .with_context(|| format!("mount.source {}", cfg.mount.source.display()))?;
+    let fs = Arc::new(fs);
+    let notifier: Arc<OnceLock<Notifier>> = Arc::new(OnceLock::new());
+
+    let stages = build_stages(
+        &settings,
+        &passphrase,
+        &rt,
+        metrics.clone(),
+        blacklist,
+        &fs,
+        &notifier,
+    )?;
+    if let Err(e) = stages.scanner.ping() {
+        tracing::error!(error = %e, "clamd is unreachable; files will wait for it and nothing is uploaded unscanned");
+        metrics.clamd_up.set(0);
+    }
+    let pipeline =
+        Pipeline::start(stages, queue, cfg.pipeline.workers).context("cannot start the workers")?;
+
+    let session = mount(&settings, fs)?;
+    let _ = notifier.set(session.notifier());
+    tracing::info!(source = %cfg.mount.source.display(), mountpoint = %cfg.mount.mountpoint.display(), workers = cfg.pipeline.workers, "mounted");
+
+    let unmounted_outside = rt.block_on(wait_for_stop(&session));
+    if unmounted_outside {
+        tracing::info!("mountpoint was unmounted; stopping");
+        if let Err(e) = session.join() {
+            tracing::warn!(error = %e, "fuse session ended with an error");
+        }
+    } else if let Err(e) = session.umount_and_join() {
+        tracing::error!(error = %e, mountpoint = %cfg.mount.mountpoint.display(), "unmount failed");
+    } else {
+        tracing::info!("unmounted");
+    }
+
+    let waiting = pipeline.queue().len();
+    tracing::info!(waiting, drain = ?cfg.pipeline.drain_timeout, "draining the queue");
+    let left = pipeline.shutdown(cfg.pipeline.drain_timeout);
+    if left > 0 {
+        tracing::warn!(left, "stopped with files not yet backed up");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_stages(
+    settings: &Settings,
+    passphrase: &[u8],
+    rt: &tokio::runtime::Runtime,
+    metrics: Arc<Metrics>,
+    blacklist: Blacklist,
+    fs: &Arc<Passthrough>,
+    notifier: &Arc<OnceLock<Notifier>>,
+) -> anyhow::Result<Stages> {
+    let cfg = &settings.raw;
+    let state = State::open(&cfg.state.dir)?;
+    let spool = cfg.state.dir.join("spool");
+    pipeline::prepare_spool(&spool).with_context(|| format!("spool {}", spool.display()))?;
+    let quarantine = Quarantine::open(&cfg.log.quarantine_dir)
+        .with_context(|| format!("log.quarantine-dir {}", cfg.log.quarantine_dir.display()))?;
+    let audit = pipeline::audit::AuditLog::open(&cfg.log.audit)
+        .with_context(|| format!("log.audit {}", cfg.log.audit.display()))?;
+    let sealer =
+        Sealer::new(passphrase, cfg.encrypt.zstd_level).context("cannot prepare encryption")?;
+    let destination = upload::open(&cfg.destination, rt.handle()).map_err(anyhow::Error::msg)?;
+    let source = sys::open_beneath_root(fs.source())
+        .with_context(|| format!("mount.source {}", fs.source().display()))?;
+
+    let on_removed = {
+        let fs = fs.clone();
+        let notifier = notifier.clone();
+        Box::new(move |path: &Path| {
+            let (Some(n), Some((parent, name))) = (notifier.get(), fs.kernel_entry(path)) else {
+                return;
+            };
+            if let Err(e) = n.inval_entry(fuser::INodeNo(parent), &name) {
+                tracing::debug!(error = %e, "cannot invalidate kernel entry");
+            }
+        })
+    };
+    let _ = source.as_fd();
+    Ok(Stages {
+        source,
+        spool,
+        state,
+        classifier: Classifier::new(&cfg.classify.sensitive_keywords),
+        gate1: Gate1 {
+            max_file_size: cfg.policy.max_file_size.0,
+            blacklist,
+            allowed_extensions: cfg.policy.allowed_extensions.clone(),
+        },
+        scanner: Scanner::new(settings.clamd.clone(), cfg.scan.max_stream_size.0),
+        quarantine,
+        sealer,
+        gate2: Gate2::new(&cfg.destination.allowed),
+        namer: ObjectNamer::new(passphrase, &cfg.destination.prefix),
+        destination,
+        audit,
+        metrics,
+        backoff: Backoff {
+            first: cfg.pipeline.retry_delay,
+            max: cfg.pipeline.retry_max_delay,
+        },
+        on_removed,
+    })
+}
+
+fn mount(settings: &Settings, fs: Arc<Passthrough>) -> anyhow::Result<fuser::BackgroundSession> {
+    let cfg = &settings.raw;
+    let mountpoint = &cfg.mount.mountpoint;
+    if !mountpoint.is_dir() {
+        bail!(
+            "mount.mountpoint {}: not an existing directory",
+            mountpoint.display()
+        );
+    }
+    let mut options = fuser::Config::default();
+    options.mount_options = vec![
+        MountOption::FSName(cfg.mount.source.display().to_string()),
+        MountOption::Subtype("backupfs".into()),
+    ];
+    if cfg.mount.allow_other {
+        options.acl = SessionACL::All;
+        options.mount_options.push(MountOption::DefaultPermissions);
+    }
+    options.n_threads = Some(cfg.mount.threads);
+    options.clone_fd = true;
+    let session = fuser::Session::new(FuseAdapter::new(fs), mountpoint, &options)
+        .with_context(|| format!("mount.mountpoint {}: cannot mount", mountpoint.display()))?;
+    session
+        .spawn()
+        .with_context(|| format!("mount.mountpoint {}: cannot start", mountpoint.display()))
+}
+
+/// Waits for SIGINT, SIGTERM or the session ending by itself. True for the last.
+async fn wait_for_stop(session: &fuser::BackgroundSession) -> bool {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop by unmounting");
+        while !session.guard.is_finished() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        return true;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); return false; }
+            _ = int.recv() => { tracing::info!("SIGINT received"); return false; }
+            _ = tick.tick() => if session.guard.is_finished() { return true; },
+        }
+    }
+}

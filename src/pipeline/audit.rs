@@ -1,0 +1,86 @@
+//! The audit log: one JSON line per file outcome, appended and synced before the outcome
+//! counts as done.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::metrics::Outcome;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub time: String,
+    pub job: u64,
+    /// Path inside the mount; lossy for names that are not UTF-8.
+    pub path: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detectors: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl AuditRecord {
+    pub fn new(job: u64, path: &Path) -> Self {
+        Self {
+            time: String::new(),
+            job,
+            path: path.to_string_lossy().into_owned(),
+            outcome: Outcome::Failed,
+            sha256: None,
+            size: None,
+            mtime: None,
+            classification: None,
+            detectors: Vec::new(),
+            object: None,
+            destination: None,
+            reason: None,
+        }
+    }
+}
+
+pub struct AuditLog {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl AuditLog {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn append(&self, record: &AuditRecord) -> io::Result<()> {
+        let mut record = record.clone();
+        record.time = crate::rfc3339_now();
+        let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        file.write_all(&line)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("audit log {}: {e}", self.path.display()))
+            })
+    }
+}

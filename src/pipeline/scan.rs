@@ -1,0 +1,163 @@
+//! Stage 4: scan through clamd. Only a clean `OK` lets a file continue.
+//!
+//! A file larger than what clamd accepts, a reply of `ERROR`, or a stream clamd cuts off is
+//! "not scanned", never clean. clamd being unreachable is an error of its own, so the caller
+//! can wait and retry instead of deciding anything about the file.
+
+use std::path::Path;
+
+use clamav_client::{Socket, Tcp};
+
+use crate::config::ClamdAddress;
+
+/// Send the file in 1 MiB chunks; the crate's default of 4 KiB halves throughput.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Clean,
+    Infected(String),
+    NotScanned(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("clamd at {address} is unreachable: {message}")]
+pub struct Unavailable {
+    pub address: String,
+    pub message: String,
+}
+
+pub struct Scanner {
+    address: ClamdAddress,
+    max_stream_size: u64,
+}
+
+impl Scanner {
+    pub fn new(address: ClamdAddress, max_stream_size: u64) -> Self {
+        Self {
+            address,
+            max_stream_size,
+        }
+    }
+
+    /// Checks that clamd answers PING.
+    pub fn ping(&self) -> Result<(), Unavailable> {
+        let reply = match &self.address {
+            ClamdAddress::Unix(p) => clamav_client::ping(Socket { socket_path: p }),
+            ClamdAddress::Tcp(a) => clamav_client::ping(Tcp {
+                host_address: a.as_str(),
+            }),
+        };
+        match reply {
+            Ok(r) if r == clamav_client::PONG => Ok(()),
+            Ok(r) => Err(self.unavailable(format!(
+                "unexpected reply to PING: {:?}",
+                String::from_utf8_lossy(&r)
+            ))),
+            Err(e) => Err(self.unavailable(e.to_string())),
+        }
+    }
+
+    fn unavailable(&self, message: String) -> Unavailable {
+        Unavailable {
+            address: self.address.to_string(),
+            message,
+        }
+    }
+
+    /// Streams the file at `path` (for the pipeline, a `/proc/self/fd` link to the file it
+    /// holds open) to clamd.
+    pub fn scan(&self, path: &Path, size: u64) -> Result<Verdict, Unavailable> {
+        if size > self.max_stream_size {
+            return Ok(Verdict::NotScanned(format!(
+                "size {size} bytes exceeds scan.max-stream-size ({} bytes)",
+                self.max_stream_size
+            )));
+        }
+        self.ping()?;
+        let reply = match &self.address {
+            ClamdAddress::Unix(p) => {
+                clamav_client::scan_file(path, Socket { socket_path: p }, Some(CHUNK))
+            }
+            ClamdAddress::Tcp(a) => clamav_client::scan_file(
+                path,
+                Tcp {
+                    host_address: a.as_str(),
+                },
+                Some(CHUNK),
+            ),
+        };
+        match reply {
+            Ok(reply) => Ok(parse_reply(&reply)),
+            Err(e) => {
+                // Either clamd went away mid-stream, or it cut the stream off because the
+                // file is over one of its limits. A PING tells the two apart.
+                self.ping()?;
+                Ok(Verdict::NotScanned(format!(
+                    "clamd closed the stream ({e}); the file may exceed its StreamMaxLength"
+                )))
+            }
+        }
+    }
+}
+
+/// Reads clamd's INSTREAM reply: `stream: OK`, `stream: <signature> FOUND`, or `... ERROR`.
+pub fn parse_reply(reply: &[u8]) -> Verdict {
+    let text = String::from_utf8_lossy(reply);
+    let text = text.trim_end_matches(['\0', '\n', '\r', ' ']);
+    let body = text.strip_prefix("stream:").map(str::trim);
+    match body {
+        Some("OK") => Verdict::Clean,
+        Some(b) if b.ends_with(" FOUND") => {
+            Verdict::Infected(b.trim_end_matches(" FOUND").trim().to_string())
+        }
+        _ => Verdict::NotScanned(format!("clamd replied {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies() {
+        let cases = [
+            (&b"stream: OK\0"[..], Verdict::Clean),
+            (
+                b"stream: Eicar-Test-Signature FOUND\0",
+                Verdict::Infected("Eicar-Test-Signature".into()),
+            ),
+            (
+                b"INSTREAM size limit exceeded. ERROR\0",
+                Verdict::NotScanned("clamd replied \"INSTREAM size limit exceeded. ERROR\"".into()),
+            ),
+            (b"", Verdict::NotScanned("clamd replied \"\"".into())),
+            (
+                b"stream: OK but odd FOUND\0",
+                Verdict::Infected("OK but odd".into()),
+            ),
+        ];
+        for (reply, want) in cases {
+            assert_eq!(
+                parse_reply(reply),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_files_are_not_scanned_without_contacting_clamd() {
+        let s = Scanner::new(ClamdAddress::Unix("/nonexistent/clamd.sock".into()), 10);
+        let v = s.scan(Path::new("/dev/null"), 11).unwrap();
+        assert!(matches!(v, Verdict::NotScanned(r) if r.contains("max-stream-size")));
+    }
+
+    #[test]
+    fn unreachable_clamd_is_an_error_not_a_verdict() {
+        let s = Scanner::new(ClamdAddress::Unix("/nonexistent/clamd.sock".into()), 10);
+        let err = s.scan(Path::new("/dev/null"), 0).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/clamd.sock"), "{err}");
+    }
+}

@@ -1,0 +1,340 @@
+//! Stage 7: put the sealed object in the destination — an S3 bucket, or a local directory
+//! with the same layout — under a name derived from the content with a secret key.
+//!
+//! Object names are `PREFIX/data/XX/HMAC`, where HMAC is keyed by a key derived from the
+//! passphrase: equal content gets the same name (so dedup works across hosts sharing the
+//! passphrase), yet a name reveals neither the file name nor the plaintext hash.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::{join_url, DestinationConfig, DestinationKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// Worth retrying: the destination is unreachable, slow or briefly failing.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying will not help until an operator acts (access denied, no such bucket).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Where sealed objects go.
+pub trait Destination: Send + Sync {
+    /// The object's full URL, as gate 2 checks it and the audit log records it.
+    fn url(&self, key: &str) -> String;
+    /// Stores the file at `sealed` under `key`; returns the bytes stored.
+    fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError>;
+}
+
+/// Turns a content hash into an object key.
+pub struct ObjectNamer {
+    key: [u8; 32],
+    prefix: String,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+impl ObjectNamer {
+    pub fn new(passphrase: &[u8], prefix: &str) -> Self {
+        let mut mac =
+            HmacSha256::new_from_slice(passphrase).expect("HMAC takes keys of any length");
+        mac.update(b"backupfs object names v1");
+        Self {
+            key: mac.finalize().into_bytes().into(),
+            prefix: prefix.trim_matches('/').to_string(),
+        }
+    }
+
+    pub fn key_for(&self, sha256: &[u8; 32]) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        mac.update(sha256);
+        let name = hex::encode(mac.finalize().into_bytes());
+        join_url(&self.prefix, &format!("data/{}/{name}", &name[..2]))
+    }
+}
+
+/// Builds the destination a config describes.
+pub fn open(
+    config: &DestinationConfig,
+    rt: &tokio::runtime::Handle,
+) -> Result<Box<dyn Destination>, String> {
+    match config.kind {
+        DestinationKind::S3 => Ok(Box::new(S3Destination::new(config, rt.clone()))),
+        DestinationKind::Dir => {
+            let root = config.path.clone().ok_or("destination.path is required")?;
+            fs::create_dir_all(&root)
+                .map_err(|e| format!("destination.path {}: {e}", root.display()))?;
+            Ok(Box::new(DirDestination { root }))
+        }
+    }
+}
+
+/// A local directory laid out like the bucket: `ROOT/PREFIX/data/XX/NAME`.
+pub struct DirDestination {
+    root: PathBuf,
+}
+
+impl Destination for DirDestination {
+    fn url(&self, key: &str) -> String {
+        join_url(&format!("file://{}", self.root.display()), key)
+    }
+
+    fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError> {
+        let dest = self.root.join(key);
+        let fail = |e: io::Error| match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EIO) => {
+                UploadError::Transient(format!("{}: {e}", dest.display()))
+            }
+            _ => UploadError::Permanent(format!("{}: {e}", dest.display())),
+        };
+        let dir = dest.parent().expect("object keys always have a directory");
+        fs::create_dir_all(dir).map_err(fail)?;
+        let tmp = dest.with_extension(format!("tmp-{}", std::process::id()));
+        let written = fs::copy(sealed, &tmp).map_err(fail)?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(fail)?;
+        fs::rename(&tmp, &dest).map_err(fail)?;
+        File::open(dir).and_then(|f| f.sync_all()).map_err(fail)?;
+        Ok(written)
+    }
+}
+
+pub struct S3Destination {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    multipart_threshold: u64,
+    part_size: u64,
+    rt: tokio::runtime::Handle,
+}
+
+impl S3Destination {
+    pub fn new(config: &DestinationConfig, rt: tokio::runtime::Handle) -> Self {
+        let client = rt.block_on(client(config));
+        Self {
+            client,
+            bucket: config.bucket.clone().unwrap_or_default(),
+            multipart_threshold: config.multipart_threshold.0,
+            part_size: config.part_size.0,
+            rt,
+        }
+    }
+}
+
+/// An S3 client for this destination. Credentials come from the standard AWS chain
+/// (environment first); the region, endpoint and addressing style from the config.
+pub async fn client(config: &DestinationConfig) -> aws_sdk_s3::Client {
+    let region = Region::new(config.region.clone());
+    let credentials = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+        .region(region.clone())
+        .build()
+        .await;
+    let mut builder = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region)
+        .credentials_provider(credentials)
+        .force_path_style(config.path_style);
+    if let Some(endpoint) = &config.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    if config.checksum_when_required {
+        builder = builder
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// Server errors and throttling pass; other refusals (403, 404 bucket) need an operator.
+fn classify<E>(what: &str, err: SdkError<E, HttpResponse>) -> UploadError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let transient = match &err {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            status >= 500 || status == 429
+        }
+        _ => true,
+    };
+    let message = format!("{what}: {}", DisplayErrorContext(&err));
+    if transient {
+        UploadError::Transient(message)
+    } else {
+        UploadError::Permanent(message)
+    }
+}
+
+impl Destination for S3Destination {
+    fn url(&self, key: &str) -> String {
+        join_url(&format!("s3://{}", self.bucket), key)
+    }
+
+    fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError> {
+        let len = fs::metadata(sealed)
+            .map_err(|e| UploadError::Transient(format!("spool file {}: {e}", sealed.display())))?
+            .len();
+        self.rt.block_on(async {
+            if len > self.multipart_threshold {
+                self.put_multipart(key, sealed, len).await
+            } else {
+                self.put_single(key, sealed, len).await
+            }
+        })?;
+        Ok(len)
+    }
+}
+
+impl S3Destination {
+    async fn body(sealed: &Path, offset: u64, len: u64) -> Result<ByteStream, UploadError> {
+        ByteStream::read_from()
+            .path(sealed)
+            .offset(offset)
+            .length(Length::Exact(len))
+            .build()
+            .await
+            .map_err(|e| UploadError::Transient(format!("spool file {}: {e}", sealed.display())))
+    }
+
+    async fn put_single(&self, key: &str, sealed: &Path, len: u64) -> Result<(), UploadError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(len as i64)
+            .body(Self::body(sealed, 0, len).await?)
+            .send()
+            .await
+            .map_err(|e| classify("PutObject", e))?;
+        Ok(())
+    }
+
+    async fn put_multipart(&self, key: &str, sealed: &Path, len: u64) -> Result<(), UploadError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("CreateMultipartUpload", e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| {
+                UploadError::Transient("CreateMultipartUpload returned no upload id".into())
+            })?
+            .to_string();
+        let result = self.upload_parts(key, sealed, len, &upload_id).await;
+        if result.is_err() {
+            // Leave no orphan parts behind; a failed abort is only worth a warning, since
+            // the upload is retried from scratch anyway.
+            if let Err(e) = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await
+            {
+                tracing::warn!(key, error = %DisplayErrorContext(&e), "cannot abort multipart upload");
+            }
+        }
+        result
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        sealed: &Path,
+        len: u64,
+        upload_id: &str,
+    ) -> Result<(), UploadError> {
+        let mut parts = Vec::new();
+        let mut offset = 0u64;
+        let mut number = 1i32;
+        while offset < len {
+            let size = self.part_size.min(len - offset);
+            let part = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .content_length(size as i64)
+                .body(Self::body(sealed, offset, size).await?)
+                .send()
+                .await
+                .map_err(|e| classify("UploadPart", e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .set_e_tag(part.e_tag().map(str::to_string))
+                    .part_number(number)
+                    .build(),
+            );
+            offset += size;
+            number += 1;
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("CompleteMultipartUpload", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_keyed_and_stable() {
+        let a = ObjectNamer::new(b"secret one", "host-a");
+        let b = ObjectNamer::new(b"secret two", "host-a");
+        let sha = [1u8; 32];
+        let key = a.key_for(&sha);
+        assert!(key.starts_with("host-a/data/"), "{key}");
+        assert_eq!(key, a.key_for(&sha));
+        assert_ne!(key, b.key_for(&sha));
+        assert!(!key.contains(&hex::encode(sha)));
+        let bare = ObjectNamer::new(b"secret one", "").key_for(&sha);
+        assert!(bare.starts_with("data/"), "{bare}");
+    }
+
+    #[test]
+    fn dir_destination_writes_the_layout() {
+        let root = tempfile::tempdir().unwrap();
+        let spool = root.path().join("spool.pgp");
+        fs::write(&spool, b"sealed bytes").unwrap();
+        let dest = DirDestination {
+            root: root.path().join("bucket"),
+        };
+        let n = dest.put("host-a/data/ab/abcdef", &spool).unwrap();
+        assert_eq!(n, 12);
+        let stored = fs::read(root.path().join("bucket/host-a/data/ab/abcdef")).unwrap();
+        assert_eq!(stored, b"sealed bytes");
+        assert!(dest.url("host-a/data/ab/abcdef").starts_with("file:///"));
+    }
+}
