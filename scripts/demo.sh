@@ -181,6 +181,7 @@ blacklist = ["**/*.exe"]
 
 [scan]
 clamd = "unix:$BFS_CLAMD_SOCKET"
+max-stream-size = "64MiB"   # the StreamMaxLength of the clamd started above
 
 [encrypt]
 passphrase-file = "$PASSFILE"

@@ -1,0 +1,103 @@
+//! The binary's answers to bad input: each error names what is wrong and where.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn backupfs(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_backupfs"))
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn write_config(dir: &Path, extra_mount: &str, pass_mode: u32) -> String {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("mnt")).unwrap();
+    let pass = dir.join("pass");
+    std::fs::write(&pass, "secret\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(pass_mode)).unwrap();
+    let config = dir.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mount]\nsource = \"src\"\nmountpoint = \"mnt\"\n{extra_mount}\n\
+             [encrypt]\npassphrase-file = \"pass\"\n\
+             [destination]\nkind = \"dir\"\npath = \"out\"\nallowed = [\"file://{}/out\"]\n\
+             [metrics]\nlisten = \"\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    config.display().to_string()
+}
+
+#[test]
+fn help_explains_every_command() {
+    let (ok, text) = backupfs(&["--help"]);
+    assert!(ok, "{text}");
+    for word in ["mount", "check-config"] {
+        assert!(text.contains(word), "{word} missing from --help:\n{text}");
+    }
+    let (ok, text) = backupfs(&["mount", "--help"]);
+    assert!(
+        ok && text.contains("--config") && text.contains("SIGTERM"),
+        "{text}"
+    );
+}
+
+#[test]
+fn good_config_checks_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", 0o600);
+    let (ok, text) = backupfs(&["check-config", "--config", &config]);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "allow_other = true", 0o600);
+    let (ok, text) = backupfs(&["mount", "--config", &config]);
+    assert!(!ok);
+    assert!(
+        text.contains("allow_other") && text.contains(&config),
+        "{text}"
+    );
+}
+
+#[test]
+fn open_passphrase_file_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", 0o644);
+    let (ok, text) = backupfs(&["mount", "--config", &config]);
+    assert!(!ok);
+    assert!(
+        text.contains("passphrase") && text.contains("0644") && text.contains("chmod 600"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let (ok, text) = backupfs(&["mount", "--config", "/nonexistent/backupfs.toml"]);
+    assert!(!ok);
+    assert!(text.contains("/nonexistent/backupfs.toml"), "{text}");
+}
+
+#[test]
+fn missing_source_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", 0o600);
+    std::fs::remove_dir(dir.path().join("src")).unwrap();
+    let (ok, text) = backupfs(&["mount", "--config", &config]);
+    assert!(!ok);
+    assert!(text.contains("mount.source"), "{text}");
+}

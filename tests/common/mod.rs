@@ -1,0 +1,551 @@
+//! Test harness: a real clamd, a real S3 server (s3s-fs) on loopback and a real backupfs
+//! mount, all in a temporary directory, all stopped by `Drop` even when a test fails.
+//!
+//! Tools are found through `BACKUPFS_TEST_CLAMD`, `BACKUPFS_TEST_S3S_FS` and
+//! `BACKUPFS_TEST_CONFIG_DIR` (set by scripts/test.sh), falling back to the usual places.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BUCKET: &str = "backups";
+pub const PREFIX: &str = "host-a";
+const ACCESS_KEY: &str = "backupfs-test";
+const SECRET_KEY: &str = "backupfs-test-secret";
+
+/// EICAR, assembled at run time so the repository holds no copy of it.
+pub fn eicar() -> Vec<u8> {
+    let head = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$";
+    let tail = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    format!("{head}{tail}").into_bytes()
+}
+
+fn tool(var: &str, fallbacks: &[&str]) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    fallbacks
+        .iter()
+        .map(|f| PathBuf::from(f.replace("~", &home)))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("{var} is not set and none of {fallbacks:?} exists; run scripts/test.sh")
+        })
+}
+
+fn config_dir() -> PathBuf {
+    std::env::var("BACKUPFS_TEST_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free loopback port")
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Stops a child we started: SIGTERM, a bounded wait, then SIGKILL.
+fn stop(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+pub struct Clamd {
+    pub socket: PathBuf,
+    conf: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Clamd {
+    pub fn start(dir: &Path) -> Self {
+        let db = dir.join("db");
+        std::fs::create_dir_all(&db).unwrap();
+        for entry in std::fs::read_dir(config_dir().join("clamav")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), db.join(entry.file_name())).unwrap();
+        }
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let socket = dir.join("clamd.sock");
+        let log = dir.join("clamd.log");
+        let conf = dir.join("clamd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Foreground yes\nDatabaseDirectory {}\nLocalSocket {}\nTemporaryDirectory {}\n\
+                 LogFile {}\nStreamMaxLength 64M\nMaxScanSize 256M\nMaxFileSize 256M\n",
+                db.display(),
+                socket.display(),
+                tmp.display(),
+                log.display()
+            ),
+        )
+        .unwrap();
+        let mut clamd = Self {
+            socket,
+            conf,
+            log,
+            child: None,
+        };
+        clamd.resume();
+        clamd
+    }
+
+    /// Starts clamd (again) with the same socket and waits until it answers PING.
+    pub fn resume(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let child = Command::new(tool("BACKUPFS_TEST_CLAMD", &["/usr/sbin/clamd"]))
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start clamd");
+        self.child = Some(child);
+        let log = self.log.clone();
+        wait_for("clamd to answer PING", Duration::from_secs(60), || {
+            let mut s = UnixStream::connect(&self.socket).ok()?;
+            s.write_all(b"zPING\0").ok()?;
+            let mut reply = Vec::new();
+            s.read_to_end(&mut reply).ok()?;
+            reply.starts_with(b"PONG").then_some(())
+        });
+        let _ = log;
+    }
+
+    pub fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, Duration::from_secs(10));
+        }
+    }
+}
+
+impl Drop for Clamd {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}
+
+pub struct S3 {
+    pub endpoint: String,
+    pub data: PathBuf,
+    child: Child,
+}
+
+impl S3 {
+    pub fn start(dir: &Path) -> Self {
+        let data = dir.join("s3");
+        std::fs::create_dir_all(data.join(BUCKET)).unwrap();
+        let port = free_port();
+        let child = Command::new(tool("BACKUPFS_TEST_S3S_FS", &["~/.cargo/bin/s3s-fs"]))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        wait_for("s3s-fs to listen", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            data,
+            child,
+        }
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        stop(&mut self.child, Duration::from_secs(5));
+    }
+}
+
+/// Knobs a test may turn before the daemon starts.
+pub struct Options {
+    pub max_file_size: &'static str,
+    pub extra: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_file_size: "5GiB",
+            extra: "",
+        }
+    }
+}
+
+/// A running backupfs mount with its clamd and S3 server.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub source: PathBuf,
+    pub mnt: PathBuf,
+    pub config: PathBuf,
+    pub passphrase: PathBuf,
+    pub metrics_port: u16,
+    pub clamd: Clamd,
+    pub s3: S3,
+    daemon: Option<Child>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Stack {
+    pub fn start() -> Self {
+        Self::with(Options::default())
+    }
+
+    pub fn with(opts: Options) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("backupfs-test")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().to_path_buf();
+        let (source, mnt) = (root.join("source"), root.join("mnt"));
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::create_dir_all(&mnt).unwrap();
+        let clamd = Clamd::start(&root.join("clamd"));
+        let s3 = S3::start(&root);
+        let passphrase = root.join("passphrase");
+        std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+        std::fs::set_permissions(&passphrase, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let metrics_port = free_port();
+        let config = root.join("backupfs.toml");
+        std::fs::write(
+            &config,
+            config_text(&root, &clamd, &s3, metrics_port, &opts),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut stack = Self {
+            dir,
+            source,
+            mnt,
+            config,
+            passphrase,
+            metrics_port,
+            clamd,
+            s3,
+            daemon: None,
+            rt,
+        };
+        stack.mount();
+        stack
+    }
+
+    /// Starts the daemon and waits until the mount is up.
+    pub fn mount(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("daemon.stderr")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_backupfs"))
+            .arg("mount")
+            .arg("--config")
+            .arg(&self.config)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env(
+                "BACKUPFS_LOG",
+                "debug,aws_smithy_runtime=info,hyper=info,aws_config=info",
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start backupfs");
+        self.daemon = Some(child);
+        let started = Instant::now();
+        while !is_mounted(&self.mnt) {
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "backupfs exited with {status} before mounting:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "mount did not appear:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status.
+    pub fn stop_daemon(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self
+            .daemon
+            .take()
+            .and_then(|mut c| stop(&mut c, Duration::from_secs(60)));
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(&self.mnt)
+                .status();
+        }
+        status
+    }
+
+    pub fn daemon_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.daemon.as_mut()?;
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.daemon = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
+    }
+
+    pub fn log_file(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs/backup_pipeline.log"))
+            .unwrap_or_default()
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.dir.path().join("logs/quarantine")
+    }
+
+    pub fn audit(&self) -> Vec<Value> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("logs/uploads.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    }
+
+    /// Waits for the audit record of `path` (inside the mount) and returns it.
+    pub fn wait_audit(&self, path: &str) -> Value {
+        wait_for(
+            &format!("an audit record for {path}"),
+            Duration::from_secs(60),
+            || self.audit().into_iter().find(|r| r["path"] == path),
+        )
+    }
+
+    pub fn put_file(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.mnt.join(name);
+        std::fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
+    fn client(&self) -> aws_sdk_s3::Client {
+        let mut conf: backupfs::config::DestinationConfig = toml::from_str(&format!(
+            "kind = \"s3\"\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\npath-style = true\nallowed = [\"s3://{BUCKET}\"]\n",
+            self.s3.endpoint
+        ))
+        .unwrap();
+        conf.region = "us-east-1".into();
+        // SAFETY of the environment: the harness sets the same values for every test.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+        self.rt.block_on(backupfs::pipeline::upload::client(&conf))
+    }
+
+    /// Object keys in the bucket, listed over the S3 protocol.
+    pub fn objects(&self) -> Vec<String> {
+        let client = self.client();
+        self.rt.block_on(async {
+            let out = client
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(format!("{PREFIX}/"))
+                .send()
+                .await
+                .expect("ListObjectsV2");
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect()
+        })
+    }
+
+    /// GETs an object over S3 and decrypts it with stock `gpg` and `zstd`.
+    pub fn restore_with_stock_tools(&self, key: &str) -> Vec<u8> {
+        let client = self.client();
+        let body = self.rt.block_on(async {
+            let out = client
+                .get_object()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .expect("GetObject");
+            out.body
+                .collect()
+                .await
+                .expect("object body")
+                .into_bytes()
+                .to_vec()
+        });
+        let sealed = self.dir.path().join("fetched.pgp");
+        std::fs::write(&sealed, &body).unwrap();
+        let home = self.dir.path().join("gnupg");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let script = format!(
+            "gpg --homedir '{}' --batch --quiet --no-autostart --pinentry-mode loopback \
+             --passphrase-file '{}' -d '{}' | zstd -d -c",
+            home.display(),
+            self.passphrase.display(),
+            sealed.display()
+        );
+        let out = Command::new("bash")
+            .arg("-o")
+            .arg("pipefail")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gpg | zstd failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    pub fn metrics(&self) -> String {
+        let mut s =
+            TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("connect to /metrics");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        body
+    }
+
+    /// The value of one sample in the metrics text, such as
+    /// `backupfs_files_total{outcome="infected"}`.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop_daemon();
+        if std::thread::panicking() {
+            eprintln!("--- backupfs stderr ---\n{}", self.stderr());
+        }
+    }
+}
+
+pub fn is_mounted(mnt: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = mnt.to_string_lossy();
+    mounts.lines().any(|l| l.split(' ').nth(4) == Some(&*want))
+}
+
+fn config_text(root: &Path, clamd: &Clamd, s3: &S3, metrics_port: u16, opts: &Options) -> String {
+    format!(
+        r#"
+[mount]
+source = "source"
+mountpoint = "mnt"
+[state]
+dir = "state"
+[log]
+file = "logs/backup_pipeline.log"
+audit = "logs/uploads.jsonl"
+quarantine-dir = "logs/quarantine"
+[pipeline]
+workers = 2
+retry-delay = "200ms"
+retry-max-delay = "1s"
+drain-timeout = "5s"
+[classify]
+sensitive-keywords = ["confidential", "password", "client data"]
+[policy]
+max-file-size = "{max}"
+blacklist = ["**/*.exe"]
+[scan]
+clamd = "unix:{sock}"
+max-stream-size = "64MiB"
+[encrypt]
+passphrase-file = "{root}/passphrase"
+zstd-level = 3
+[destination]
+kind = "s3"
+bucket = "{BUCKET}"
+prefix = "{PREFIX}"
+endpoint = "{endpoint}"
+region = "us-east-1"
+path-style = true
+allowed = ["s3://{BUCKET}/{PREFIX}"]
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+{extra}
+"#,
+        max = opts.max_file_size,
+        sock = clamd.socket.display(),
+        root = root.display(),
+        endpoint = s3.endpoint,
+        extra = opts.extra,
+    )
+}

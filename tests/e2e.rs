@@ -1,0 +1,300 @@
+//! The main job end to end: a real FUSE mount, a real clamd and a real S3 server on
+//! loopback, with stock `gpg` and `zstd` reading back what backupfs wrote.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{eicar, Options, Stack};
+
+#[test]
+fn copied_file_lands_as_one_object_that_gpg_and_zstd_restore() {
+    let stack = Stack::start();
+    let original = stack.dir.path().join("report.bin");
+    let content: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&original, &content).unwrap();
+    let status = Command::new("cp")
+        .arg(&original)
+        .arg(stack.mnt.join("report.bin"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let record = stack.wait_audit("report.bin");
+    assert_eq!(record["outcome"], "uploaded", "{record}");
+    let objects = stack.objects();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert_eq!(record["object"], objects[0].as_str());
+    assert!(
+        !objects[0].contains("report"),
+        "object names must not reveal file names"
+    );
+    assert_eq!(stack.restore_with_stock_tools(&objects[0]), content);
+    // The write went through to the source directory too.
+    assert_eq!(
+        std::fs::read(stack.source.join("report.bin")).unwrap(),
+        content
+    );
+}
+
+#[test]
+fn same_bytes_under_a_second_name_is_a_duplicate() {
+    let stack = Stack::start();
+    stack.put_file("first.txt", b"the same bytes twice\n");
+    assert_eq!(stack.wait_audit("first.txt")["outcome"], "uploaded");
+    stack.put_file("second.txt", b"the same bytes twice\n");
+    let record = stack.wait_audit("second.txt");
+    assert_eq!(record["outcome"], "duplicate", "{record}");
+    assert_eq!(stack.objects().len(), 1);
+    assert_eq!(
+        stack.metric("backupfs_files_total{outcome=\"duplicate\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn infected_file_is_quarantined_not_uploaded() {
+    let stack = Stack::start();
+    stack.put_file("eicar.com", &eicar());
+    let record = stack.wait_audit("eicar.com");
+    assert_eq!(record["outcome"], "infected", "{record}");
+    assert!(stack.objects().is_empty());
+
+    let entries: Vec<_> = std::fs::read_dir(stack.quarantine_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let held = entries
+        .iter()
+        .find(|p| p.extension().is_none_or(|e| e != "json"))
+        .expect("quarantined file");
+    assert_eq!(std::fs::read(held).unwrap(), eicar());
+    let reason_path = format!("{}.json", held.display());
+    let reason: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&reason_path).unwrap()).unwrap();
+    assert_eq!(reason["path"], "eicar.com");
+    assert!(
+        reason["signature"].as_str().unwrap().contains("EICAR"),
+        "{reason}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(stack.quarantine_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+
+    assert!(!stack.source.join("eicar.com").exists());
+    assert_eq!(
+        std::fs::metadata(stack.mnt.join("eicar.com"))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound,
+        "gone from the mount"
+    );
+    let listed: Vec<_> = std::fs::read_dir(&stack.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(listed.is_empty(), "{listed:?}");
+    assert_eq!(
+        stack.metric("backupfs_files_total{outcome=\"infected\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn blacklisted_names_get_eacces_and_never_reach_the_source() {
+    let stack = Stack::start();
+    let err = std::fs::write(stack.mnt.join("x.exe"), b"MZ").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+
+    stack.put_file("a.txt", b"plain text\n");
+    let err = std::fs::rename(stack.mnt.join("a.txt"), stack.mnt.join("a.exe")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+    std::fs::create_dir(stack.mnt.join("sub")).unwrap();
+    let err = std::fs::write(stack.mnt.join("sub/y.exe"), b"MZ").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+
+    assert!(!stack.source.join("x.exe").exists());
+    assert!(!stack.source.join("a.exe").exists());
+    assert!(!stack.source.join("sub/y.exe").exists());
+    assert!(stack.source.join("a.txt").exists());
+    assert!(stack.log_file().contains("refused blacklisted name"));
+}
+
+#[test]
+fn file_over_max_size_is_rejected_logged_and_counted() {
+    let stack = Stack::with(Options {
+        max_file_size: "1KiB",
+        ..Options::default()
+    });
+    stack.put_file("big.log", &vec![b'a'; 2048]);
+    stack.put_file("small.log", &vec![b'b'; 1024]);
+    let record = stack.wait_audit("big.log");
+    assert_eq!(record["outcome"], "rejected", "{record}");
+    let reason = record["reason"].as_str().unwrap();
+    assert!(reason.contains("max-file-size"), "{reason}");
+    assert_eq!(stack.wait_audit("small.log")["outcome"], "uploaded");
+    assert_eq!(stack.objects().len(), 1);
+    assert!(
+        stack.log_file().contains("max-file-size"),
+        "the reason is in the pipeline log"
+    );
+    assert_eq!(
+        stack.metric("backupfs_files_total{outcome=\"rejected\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn files_are_classified_in_the_audit_log() {
+    let stack = Stack::start();
+    let cases = [
+        (
+            "contract.txt",
+            &b"This agreement is Confidential.\n"[..],
+            "sensitive",
+        ),
+        (
+            "customers.csv",
+            b"name,card\nAda,4111 1111 1111 1111\n",
+            "personal",
+        ),
+        ("contacts.txt", b"write to ada@example.org\n", "personal"),
+        ("notes.txt", b"buy milk\n", "general"),
+    ];
+    for (name, content, _) in cases {
+        stack.put_file(name, content);
+    }
+    for (name, _, class) in cases {
+        let record = stack.wait_audit(name);
+        assert_eq!(record["classification"], class, "{name}: {record}");
+        assert_eq!(record["outcome"], "uploaded", "{name}: {record}");
+    }
+    let card = stack.wait_audit("customers.csv");
+    assert!(
+        !card.to_string().contains("4111"),
+        "audit never holds matched values"
+    );
+}
+
+#[test]
+fn nothing_is_uploaded_while_clamd_is_down() {
+    let mut stack = Stack::start();
+    stack.clamd.pause();
+    stack.put_file("waiting.txt", b"must be scanned first\n");
+    // Give the pipeline time to try (and retry) the scan.
+    common::wait_for("a scan retry", Duration::from_secs(30), || {
+        (stack.metric("backupfs_retries_total{stage=\"scan\"}") >= 1.0).then_some(())
+    });
+    assert_eq!(stack.metric("backupfs_clamd_up"), 0.0);
+    assert!(stack.objects().is_empty(), "uploaded without a scan");
+    assert!(stack.audit().is_empty(), "no outcome while clamd is down");
+
+    stack.clamd.resume();
+    let record = stack.wait_audit("waiting.txt");
+    assert_eq!(record["outcome"], "uploaded", "{record}");
+    assert_eq!(stack.objects().len(), 1);
+    assert_eq!(stack.metric("backupfs_clamd_up"), 1.0);
+}
+
+#[test]
+fn metrics_pass_promtool_and_show_the_counts() {
+    let stack = Stack::with(Options {
+        max_file_size: "1KiB",
+        ..Options::default()
+    });
+    stack.put_file("one.txt", b"one\n");
+    stack.wait_audit("one.txt");
+    stack.put_file("copy.txt", b"one\n");
+    stack.wait_audit("copy.txt");
+    stack.put_file("eicar.com", &eicar());
+    stack.wait_audit("eicar.com");
+    stack.put_file("big.txt", &[b'x'; 4096]);
+    stack.wait_audit("big.txt");
+
+    let text = stack.metrics();
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(text.as_bytes());
+    assert!(
+        promtool.0.success(),
+        "promtool check metrics:\n{}",
+        promtool.1
+    );
+    promtool.1.clear();
+
+    for (outcome, want) in [
+        ("uploaded", 1.0),
+        ("duplicate", 1.0),
+        ("infected", 1.0),
+        ("rejected", 1.0),
+        ("failed", 0.0),
+    ] {
+        let series = format!("backupfs_files_total{{outcome=\"{outcome}\"}}");
+        assert_eq!(stack.metric(&series), want, "{series}");
+    }
+    assert_eq!(stack.metric("backupfs_queue_depth"), 0.0);
+    assert!(stack.metric("backupfs_read_bytes_total") >= 4.0 + 4.0 + 68.0 + 4096.0);
+    assert!(stack.metric("backupfs_uploaded_bytes_total") > 0.0);
+    assert!(stack.metric("process_resident_memory_bytes") > 0.0);
+    assert!(stack.metric("process_cpu_seconds_total") >= 0.0);
+    assert!(text.contains("backupfs_stage_duration_seconds_bucket{stage=\"seal\""));
+}
+
+#[test]
+fn sigterm_and_external_umount_both_stop_cleanly() {
+    let mut stack = Stack::start();
+    stack.put_file("before-stop.txt", b"queued just before the stop\n");
+    let status = stack.stop_daemon().expect("daemon exit status");
+    assert!(
+        status.success(),
+        "exit on SIGTERM: {status}\n{}",
+        stack.stderr()
+    );
+    assert!(!common::is_mounted(&stack.mnt));
+    // The drain let the queued file finish.
+    assert_eq!(stack.wait_audit("before-stop.txt")["outcome"], "uploaded");
+
+    stack.mount();
+    let out = Command::new("umount").arg(&stack.mnt).output().unwrap();
+    assert!(
+        out.status.success(),
+        "umount: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = stack
+        .daemon_exit(Duration::from_secs(30))
+        .expect("daemon exits after umount");
+    assert!(status.success(), "exit after umount: {status}");
+}
+
+/// Runs a command with `input` on stdin; returns its status and combined output.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String);
+}
+
+impl OutputWithStdin for Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String) {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status, text)
+    }
+}
