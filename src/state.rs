@@ -34,6 +34,13 @@ pub struct Version<'a> {
     pub classification: &'a str,
 }
 
+/// Content already in the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub object: String,
+    pub classification: String,
+}
+
 pub struct State {
     path: PathBuf,
     conn: Mutex<Connection>,
@@ -44,6 +51,7 @@ const SCHEMA: &str = "
         sha256 BLOB PRIMARY KEY,
         object TEXT NOT NULL,
         size INTEGER NOT NULL,
+        classification TEXT NOT NULL,
         stored_at INTEGER NOT NULL
     );
     CREATE TABLE IF NOT EXISTS catalog (
@@ -97,13 +105,19 @@ impl State {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The object already holding this content, if any.
-    pub fn object_for(&self, sha256: &[u8; 32]) -> Result<Option<String>, StateError> {
+    /// The object already holding this content, if any, and how that content was
+    /// classified.
+    pub fn object_for(&self, sha256: &[u8; 32]) -> Result<Option<Stored>, StateError> {
         self.conn()
             .query_row(
-                "SELECT object FROM content WHERE sha256 = ?1",
+                "SELECT object, classification FROM content WHERE sha256 = ?1",
                 params![&sha256[..]],
-                |row| row.get(0),
+                |row| {
+                    Ok(Stored {
+                        object: row.get(0)?,
+                        classification: row.get(1)?,
+                    })
+                },
             )
             .optional()
             .map_err(|e| self.db_err(e))
@@ -117,9 +131,15 @@ impl State {
         let tx = conn.transaction().map_err(|e| self.db_err(e))?;
         if new_content {
             tx.execute(
-                "INSERT OR REPLACE INTO content (sha256, object, size, stored_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![&v.sha256[..], v.object, v.size as i64, now],
+                "INSERT OR REPLACE INTO content (sha256, object, size, classification, stored_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    &v.sha256[..],
+                    v.object,
+                    v.size as i64,
+                    v.classification,
+                    now
+                ],
             )
             .map_err(|e| self.db_err(e))?;
         }

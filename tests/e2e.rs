@@ -49,6 +49,8 @@ fn same_bytes_under_a_second_name_is_a_duplicate() {
     stack.put_file("second.txt", b"the same bytes twice\n");
     let record = stack.wait_audit("second.txt");
     assert_eq!(record["outcome"], "duplicate", "{record}");
+    assert_eq!(record["classification"], "general", "{record}");
+    assert_eq!(record["object"], stack.wait_audit("first.txt")["object"]);
     assert_eq!(stack.objects().len(), 1);
     assert_eq!(
         stack.metric("backupfs_files_total{outcome=\"duplicate\"}"),
@@ -246,6 +248,58 @@ fn metrics_pass_promtool_and_show_the_counts() {
     assert!(stack.metric("process_resident_memory_bytes") > 0.0);
     assert!(stack.metric("process_cpu_seconds_total") >= 0.0);
     assert!(text.contains("backupfs_stage_duration_seconds_bucket{stage=\"seal\""));
+}
+
+/// Bytes zstd cannot shrink, so sizes on the wire stay what the test intends.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn streams_clamd_cuts_off_are_not_scanned_never_clean() {
+    let stack = Stack::with(Options {
+        clamd_stream_max: "1M",
+        ..Options::default()
+    });
+    stack.put_file("large.bin", &noise(3 << 20, 7));
+    let record = stack.wait_audit("large.bin");
+    assert_eq!(record["outcome"], "not-scanned", "{record}");
+    assert!(stack.objects().is_empty());
+    assert_eq!(
+        stack.metric("backupfs_files_total{outcome=\"not-scanned\"}"),
+        1.0
+    );
+    // clamd itself is fine afterwards, and small files still go through.
+    stack.put_file("small.txt", b"small\n");
+    assert_eq!(stack.wait_audit("small.txt")["outcome"], "uploaded");
+}
+
+#[test]
+fn large_objects_go_up_in_parts_and_restore() {
+    let stack = Stack::with(Options {
+        destination_extra: "multipart-threshold = \"5MiB\"\npart-size = \"5MiB\"",
+        ..Options::default()
+    });
+    let content = noise(12 << 20, 11);
+    stack.put_file("video.raw", &content);
+    let record = stack.wait_audit("video.raw");
+    assert_eq!(record["outcome"], "uploaded", "{record}");
+    let objects = stack.objects();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert!(stack.metric("backupfs_uploaded_bytes_total") > (12 << 20) as f64);
+    assert!(
+        stack.log_file().contains("multipart upload complete"),
+        "not sent in parts"
+    );
+    assert_eq!(stack.restore_with_stock_tools(&objects[0]), content);
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub struct AuditRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtime: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub classification: Option<&'static str>,
+    pub classification: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub detectors: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -4,7 +4,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 
-use crate::state::{State, StateError};
+use crate::state::{State, StateError, Stored};
 
 /// Read size for every streaming stage: large enough to be cheap per syscall, small enough
 /// that a worker never holds much.
@@ -29,7 +29,7 @@ pub fn hash<R: Read>(mut reader: R) -> io::Result<([u8; 32], u64)> {
 }
 
 /// The object that already holds this content, if it was backed up before.
-pub fn known(state: &State, sha256: &[u8; 32]) -> Result<Option<String>, StateError> {
+pub fn known(state: &State, sha256: &[u8; 32]) -> Result<Option<Stored>, StateError> {
     state.object_for(sha256)
 }
 

@@ -278,7 +278,7 @@ impl Worker {
         let path = job.path.display();
         match record.outcome {
             Outcome::Uploaded | Outcome::Duplicate => {
-                tracing::info!(job = job.id, path = %path, outcome = record.outcome.as_str(), object = record.object.as_deref().unwrap_or(""), class = record.classification.unwrap_or(""), "file done")
+                tracing::info!(job = job.id, path = %path, outcome = record.outcome.as_str(), object = record.object.as_deref().unwrap_or(""), class = record.classification.as_deref().unwrap_or(""), "file done")
             }
             Outcome::Vanished => {
                 tracing::info!(job = job.id, path = %path, reason, "file gone before its turn")
@@ -388,10 +388,11 @@ impl Worker {
         s.metrics.bytes_read.inc_by(read);
         record.sha256 = Some(hex::encode(sha));
         tracing::info!(job = job.id, stage = "dedup", sha256 = %hex::encode(sha), bytes = read, "hashed");
-        if let Some(object) = dedup::known(&s.state, &sha).map_err(|e| failed("dedup", e))? {
-            record.object = Some(object.clone());
-            record.destination = Some(s.destination.url(&object));
-            self.record_version(job, record, &sha, &object, false)?;
+        if let Some(stored) = dedup::known(&s.state, &sha).map_err(|e| failed("dedup", e))? {
+            record.destination = Some(s.destination.url(&stored.object));
+            record.classification = Some(stored.classification);
+            self.record_version(job, record, &sha, &stored.object, false)?;
+            record.object = Some(stored.object);
             return Err((Outcome::Duplicate, "content already backed up".to_string()).into());
         }
 
@@ -400,7 +401,7 @@ impl Worker {
         let class = self
             .timed("classify", job, || s.classifier.classify(&file))
             .map_err(|e| failed("classify", e))?;
-        record.classification = Some(class.class.as_str());
+        record.classification = Some(class.class.as_str().to_string());
         record.detectors = class.detectors.clone();
         tracing::info!(job = job.id, stage = "classify", class = class.class.as_str(), detectors = ?class.detectors, "classified");
 
@@ -461,7 +462,7 @@ impl Worker {
             object,
             size: record.size.unwrap_or(0),
             mtime: record.mtime.unwrap_or(0),
-            classification: record.classification.unwrap_or("unclassified"),
+            classification: record.classification.as_deref().unwrap_or("unclassified"),
         };
         self.stages
             .state

@@ -301,6 +301,7 @@ impl S3Destination {
             .send()
             .await
             .map_err(|e| classify("CompleteMultipartUpload", e))?;
+        tracing::debug!(key, parts = number - 1, "multipart upload complete");
         Ok(())
     }
 }

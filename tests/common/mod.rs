@@ -98,7 +98,7 @@ pub struct Clamd {
 }
 
 impl Clamd {
-    pub fn start(dir: &Path) -> Self {
+    pub fn start(dir: &Path, stream_max: &str) -> Self {
         let db = dir.join("db");
         std::fs::create_dir_all(&db).unwrap();
         for entry in std::fs::read_dir(config_dir().join("clamav")).unwrap() {
@@ -114,7 +114,7 @@ impl Clamd {
             &conf,
             format!(
                 "Foreground yes\nDatabaseDirectory {}\nLocalSocket {}\nTemporaryDirectory {}\n\
-                 LogFile {}\nStreamMaxLength 64M\nMaxScanSize 256M\nMaxFileSize 256M\n",
+                 LogFile {}\nStreamMaxLength {stream_max}\nMaxScanSize 256M\nMaxFileSize 256M\n",
                 db.display(),
                 socket.display(),
                 tmp.display(),
@@ -206,14 +206,18 @@ impl Drop for S3 {
 /// Knobs a test may turn before the daemon starts.
 pub struct Options {
     pub max_file_size: &'static str,
-    pub extra: &'static str,
+    /// clamd's own StreamMaxLength.
+    pub clamd_stream_max: &'static str,
+    /// Extra lines for the `[destination]` section.
+    pub destination_extra: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             max_file_size: "5GiB",
-            extra: "",
+            clamd_stream_max: "64M",
+            destination_extra: "",
         }
     }
 }
@@ -246,7 +250,7 @@ impl Stack {
         let (source, mnt) = (root.join("source"), root.join("mnt"));
         std::fs::create_dir_all(&source).unwrap();
         std::fs::create_dir_all(&mnt).unwrap();
-        let clamd = Clamd::start(&root.join("clamd"));
+        let clamd = Clamd::start(&root.join("clamd"), opts.clamd_stream_max);
         let s3 = S3::start(&root);
         let passphrase = root.join("passphrase");
         std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
@@ -538,14 +542,14 @@ endpoint = "{endpoint}"
 region = "us-east-1"
 path-style = true
 allowed = ["s3://{BUCKET}/{PREFIX}"]
+{destination_extra}
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
-{extra}
 "#,
         max = opts.max_file_size,
         sock = clamd.socket.display(),
         root = root.display(),
         endpoint = s3.endpoint,
-        extra = opts.extra,
+        destination_extra = opts.destination_extra,
     )
 }
