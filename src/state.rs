@@ -193,10 +193,9 @@ mod tests {
             state.record(&version, true).unwrap();
         }
         let state = State::open(dir.path()).unwrap();
-        assert_eq!(
-            state.object_for(&sha).unwrap().as_deref(),
-            Some("host/data/ab/cd")
-        );
+        let stored = state.object_for(&sha).unwrap().unwrap();
+        assert_eq!(stored.object, "host/data/ab/cd");
+        assert_eq!(stored.classification, "general");
         assert_eq!(state.content_count().unwrap(), 1);
     }
 
