@@ -127,6 +127,7 @@ fn blacklisted_names_get_eacces_and_never_reach_the_source() {
     assert!(!stack.source.join("sub/y.exe").exists());
     assert!(stack.source.join("a.txt").exists());
     assert!(stack.log_file().contains("refused blacklisted name"));
+    assert_eq!(stack.metric("backupfs_refused_names_total"), 3.0);
 }
 
 #[test]
@@ -248,6 +249,66 @@ fn metrics_pass_promtool_and_show_the_counts() {
     assert!(stack.metric("process_resident_memory_bytes") > 0.0);
     assert!(stack.metric("process_cpu_seconds_total") >= 0.0);
     assert!(text.contains("backupfs_stage_duration_seconds_bucket{stage=\"seal\""));
+}
+
+#[test]
+fn odd_and_long_names_are_backed_up() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let stack = Stack::start();
+    let long = "l".repeat(251) + ".txt";
+    stack.put_file(&long, b"long name\n");
+    let odd = OsStr::from_bytes(b"new\nline \xff\xfe bytes.txt");
+    std::fs::write(stack.mnt.join(odd), b"odd name\n").unwrap();
+    assert_eq!(stack.wait_audit(&long)["outcome"], "uploaded");
+    let lossy = odd.to_string_lossy().into_owned();
+    assert_eq!(stack.wait_audit(&lossy)["outcome"], "uploaded");
+    assert_eq!(stack.objects().len(), 2);
+    assert!(stack.source.join(odd).exists());
+    let too_long = "l".repeat(256);
+    let err = std::fs::write(stack.mnt.join(too_long), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG), "{err}");
+}
+
+#[test]
+fn gate_two_refuses_a_destination_outside_the_allow_list() {
+    let stack = Stack::with(Options {
+        allowed: Some("s3://backups/host-b"),
+        ..Options::default()
+    });
+    stack.put_file("report.txt", b"nowhere to go\n");
+    let record = stack.wait_audit("report.txt");
+    assert_eq!(record["outcome"], "failed", "{record}");
+    let reason = record["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("gate2") && reason.contains("destination.allowed"),
+        "{reason}"
+    );
+    assert!(stack.objects().is_empty());
+    assert!(stack.log_file().contains("gate 2 refused the upload"));
+    assert_eq!(
+        stack.metric("backupfs_files_total{outcome=\"failed\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn dir_destination_holds_the_same_layout() {
+    let stack = Stack::with(Options {
+        dir_destination: true,
+        ..Options::default()
+    });
+    stack.put_file("notes.txt", b"kept on local disk\n");
+    let record = stack.wait_audit("notes.txt");
+    assert_eq!(record["outcome"], "uploaded", "{record}");
+    let key = record["object"].as_str().unwrap();
+    assert!(key.starts_with("host-a/data/"), "{key}");
+    let sealed = std::fs::read(stack.dir.path().join("objects").join(key)).unwrap();
+    assert_eq!(
+        stack.decrypt_with_stock_tools(&sealed),
+        b"kept on local disk\n"
+    );
+    assert!(stack.objects().is_empty(), "nothing went to the S3 server");
 }
 
 /// Bytes zstd cannot shrink, so sizes on the wire stay what the test intends.

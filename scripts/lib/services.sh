@@ -268,7 +268,8 @@ PY
 # written to WORKDIR/clamd.conf, a private database copied from
 # $BFS_CONFIG_DIR/clamav, a unix socket WORKDIR/clamd.sock and a TCP socket on
 # a free 127.0.0.1 port (set BFS_CLAMD_NO_TCP=1 to omit it).  Waits up to
-# BFS_CLAMD_TIMEOUT seconds (default 120) for a PONG.
+# BFS_CLAMD_TIMEOUT seconds (default 120) for a PONG. BFS_CLAMD_STREAM_MAX
+# (default 64M) and BFS_CLAMD_SCAN_MAX (default 256M) set its size limits.
 # Exports BFS_CLAMD_SOCKET, BFS_CLAMD_PID, BFS_CLAMD_CONF, BFS_CLAMD_LOG and,
 # with TCP, BFS_CLAMD_TCP=127.0.0.1:PORT; PID also in WORKDIR/clamd.ourpid.
 bfs_start_clamd() {
@@ -327,9 +328,9 @@ bfs_start_clamd() {
             echo "TCPAddr 127.0.0.1"
         fi
         echo "TemporaryDirectory $tmpdir"
-        echo "StreamMaxLength 64M"
-        echo "MaxScanSize 256M"
-        echo "MaxFileSize 256M"
+        echo "StreamMaxLength ${BFS_CLAMD_STREAM_MAX:-64M}"
+        echo "MaxScanSize ${BFS_CLAMD_SCAN_MAX:-256M}"
+        echo "MaxFileSize ${BFS_CLAMD_SCAN_MAX:-256M}"
         echo "MaxThreads 4"
         echo "ReadTimeout 120"
         echo "CommandReadTimeout 30"

@@ -26,10 +26,13 @@ pub use inode::{FileKey, Inode, ROOT};
 use crate::pipeline::gate1::Blacklist;
 use crate::sys;
 
-/// Receives the path (relative to the source) of every file whose content may have changed.
-/// Implementations must return at once: they run on FUSE threads.
+/// Hears what the mount did, by path relative to the source. Implementations must return
+/// at once: they run on FUSE threads.
 pub trait ChangeSink: Send + Sync {
+    /// The file's content may have changed.
     fn changed(&self, path: &Path);
+    /// A create or rename to this blacklisted path was refused.
+    fn refused(&self, _path: &Path) {}
 }
 
 /// Who is asking, as the kernel reports it.
@@ -167,6 +170,7 @@ impl Passthrough {
         let path = self.child_path(parent, name)?;
         if self.blacklist.is_blocked(&path) {
             tracing::warn!(path = %path.display(), "refused blacklisted name");
+            self.sink.refused(&path);
             return Err(errno(libc::EACCES));
         }
         Ok(())

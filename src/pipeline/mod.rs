@@ -110,6 +110,10 @@ impl ChangeSink for Queue {
     fn changed(&self, path: &Path) {
         self.push(path);
     }
+
+    fn refused(&self, _path: &Path) {
+        self.metrics.refused_names.inc();
+    }
 }
 
 /// How long to wait between attempts at a stage that failed for a passing reason.

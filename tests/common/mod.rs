@@ -210,6 +210,10 @@ pub struct Options {
     pub clamd_stream_max: &'static str,
     /// Extra lines for the `[destination]` section.
     pub destination_extra: &'static str,
+    /// `destination.allowed`; `None` allows exactly the configured bucket and prefix.
+    pub allowed: Option<&'static str>,
+    /// Write to a local directory (`kind = "dir"`) instead of the S3 server.
+    pub dir_destination: bool,
 }
 
 impl Default for Options {
@@ -218,6 +222,8 @@ impl Default for Options {
             max_file_size: "5GiB",
             clamd_stream_max: "64M",
             destination_extra: "",
+            allowed: None,
+            dir_destination: false,
         }
     }
 }
@@ -439,8 +445,13 @@ impl Stack {
                 .into_bytes()
                 .to_vec()
         });
+        self.decrypt_with_stock_tools(&body)
+    }
+
+    /// `gpg -d | zstd -d` of sealed bytes, with the stack's passphrase file.
+    pub fn decrypt_with_stock_tools(&self, sealed_bytes: &[u8]) -> Vec<u8> {
         let sealed = self.dir.path().join("fetched.pgp");
-        std::fs::write(&sealed, &body).unwrap();
+        std::fs::write(&sealed, sealed_bytes).unwrap();
         let home = self.dir.path().join("gnupg");
         std::fs::create_dir_all(&home).unwrap();
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -534,14 +545,7 @@ max-stream-size = "64MiB"
 [encrypt]
 passphrase-file = "{root}/passphrase"
 zstd-level = 3
-[destination]
-kind = "s3"
-bucket = "{BUCKET}"
-prefix = "{PREFIX}"
-endpoint = "{endpoint}"
-region = "us-east-1"
-path-style = true
-allowed = ["s3://{BUCKET}/{PREFIX}"]
+{destination}
 {destination_extra}
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
@@ -549,7 +553,26 @@ listen = "127.0.0.1:{metrics_port}"
         max = opts.max_file_size,
         sock = clamd.socket.display(),
         root = root.display(),
-        endpoint = s3.endpoint,
         destination_extra = opts.destination_extra,
+        destination = destination_text(root, s3, opts),
+    )
+}
+
+fn destination_text(root: &Path, s3: &S3, opts: &Options) -> String {
+    if opts.dir_destination {
+        let allowed = opts
+            .allowed
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("file://{}/objects/{PREFIX}", root.display()));
+        return format!(
+            "[destination]\nkind = \"dir\"\npath = \"objects\"\nprefix = \"{PREFIX}\"\nallowed = [\"{allowed}\"]\n"
+        );
+    }
+    let default_allowed = format!("s3://{BUCKET}/{PREFIX}");
+    let allowed = opts.allowed.unwrap_or(&default_allowed);
+    format!(
+        "[destination]\nkind = \"s3\"\nbucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\n\
+         endpoint = \"{}\"\nregion = \"us-east-1\"\npath-style = true\nallowed = [\"{allowed}\"]\n",
+        s3.endpoint
     )
 }
