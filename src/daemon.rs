@@ -1,6 +1,5 @@
 //! `backupfs mount`: wires config, pipeline and mount together and runs until told to stop.
 
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -137,7 +136,6 @@ fn build_stages(
             }
         })
     };
-    let _ = source.as_fd();
     Ok(Stages {
         source,
         spool,

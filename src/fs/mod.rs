@@ -403,13 +403,8 @@ impl Passthrough {
     ) -> io::Result<(Entry, u64)> {
         let parent_inode = self.inode(parent)?;
         self.admit(&parent_inode, name)?;
-        let flags = (flags | libc::O_CREAT) & !libc::O_NOFOLLOW;
-        let fd = sys::openat(
-            parent_inode.fd(),
-            name,
-            flags | libc::O_NOFOLLOW,
-            mode & !umask & 0o7777,
-        )?;
+        let flags = flags | libc::O_CREAT | libc::O_NOFOLLOW;
+        let fd = sys::openat(parent_inode.fd(), name, flags, mode & !umask & 0o7777)?;
         if let Err(e) = self.give_to_caller(fd.as_fd(), caller) {
             let _ = sys::unlinkat(parent_inode.fd(), name, 0);
             return Err(e);

@@ -393,20 +393,19 @@ impl Stack {
         path
     }
 
+    /// A client of the test S3 server, with the harness's own credentials (the test
+    /// process's environment is left alone).
     fn client(&self) -> aws_sdk_s3::Client {
-        let mut conf: backupfs::config::DestinationConfig = toml::from_str(&format!(
-            "kind = \"s3\"\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\npath-style = true\nallowed = [\"s3://{BUCKET}\"]\n",
-            self.s3.endpoint
-        ))
-        .unwrap();
-        conf.region = "us-east-1".into();
-        // SAFETY of the environment: the harness sets the same values for every test.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        }
-        self.rt.block_on(backupfs::pipeline::upload::client(&conf))
+        let creds =
+            aws_sdk_s3::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test");
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .endpoint_url(&self.s3.endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
     }
 
     /// Object keys in the bucket, listed over the S3 protocol.
