@@ -26,16 +26,23 @@ export AWS_EC2_METADATA_DISABLED=true
 LARGE_MIB=${1:-1024}
 BIN=$repo/target/release/backupfs
 WORK=""
-MNT=""
 DAEMON_PID=""
+TIME_PID=""
+
+mounted_under() {
+    awk -v w="$1/" 'index($2, w) == 1 {print $2}' /proc/mounts
+}
 
 cleanup() {
     local rc=$?
     set +e
     trap - EXIT INT TERM
     bfs_stop_pid "$DAEMON_PID" 60
-    if [[ -n $MNT ]] && awk -v m="$MNT" '$2 == m {f=1} END {exit !f}' /proc/mounts; then
-        fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT"
+    bfs_stop_pid "$TIME_PID" 10
+    if [[ -n $WORK ]]; then
+        for m in $(mounted_under "$WORK"); do
+            fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"
+        done
     fi
     bfs_stop_pid "${BFS_CLAMD_PID:-}"
     bfs_stop_pid "${BFS_S3_PID:-}"
@@ -67,9 +74,8 @@ PASSFILE=$WORK/passphrase
 
 # run_one NAME SIZE_MIB -> prints "peak_kib seconds"
 run_one() {
-    local name=$1 mib=$2 dir=$WORK/$1 start end
+    local name=$1 mib=$2 dir=$WORK/$1 start end mnt=$WORK/$1/mnt
     mkdir -p "$dir/source" "$dir/mnt" "$dir/state"
-    MNT=$dir/mnt
     cat >"$dir/backupfs.toml" <<CONF
 [mount]
 source = "source"
@@ -98,13 +104,15 @@ CONF
     head -c $((mib << 20)) /dev/urandom >"$WORK/$name.data"
     /usr/bin/time -v -o "$dir/time.txt" "$BIN" mount --config "$dir/backupfs.toml" \
         >"$dir/daemon.out" 2>&1 &
-    DAEMON_PID=$!
+    TIME_PID=$!
     for _ in $(seq 1 200); do
-        awk -v m="$MNT" '$2 == m {f=1} END {exit !f}' /proc/mounts && break
+        [[ -n $(mounted_under "$dir") ]] && break
         sleep 0.1
     done
+    # Signals go to the daemon itself; GNU time would die of SIGTERM and orphan it.
+    DAEMON_PID=$(pgrep -P "$TIME_PID" | head -n 1)
     start=$(date +%s.%N)
-    cp "$WORK/$name.data" "$MNT/$name.data"
+    cp "$WORK/$name.data" "$mnt/$name.data"
     for _ in $(seq 1 3000); do
         grep -q '"outcome":"uploaded"' "$dir/logs/uploads.jsonl" 2>/dev/null && break
         sleep 0.1
@@ -116,8 +124,9 @@ CONF
         return 1
     }
     kill -TERM "$DAEMON_PID"
-    wait "$DAEMON_PID" || true
+    wait "$TIME_PID" || true
     DAEMON_PID=""
+    TIME_PID=""
     local rss
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/time.txt")
     echo "$rss $(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.2f", b - a}')"
@@ -135,6 +144,8 @@ restored=$(gpg --homedir "$WORK/gnupg" --batch --quiet --no-autostart --pinentry
 original=$(sha256sum "$WORK/large.data" | cut -d' ' -f1)
 [[ $restored == "$original" ]] && check=identical || check=DIFFERENT
 
+echo "pipeline steps for the large file:"
+grep -E 'stage=' "$WORK/large/logs/backup_pipeline.log" | sed -E 's/^[^ ]+T([0-9:.]+)Z +INFO +[^ ]+ +[^ ]+ /  \1 /' | cut -c1-110
 read -r s_rss s_secs <<<"$small"
 read -r l_rss l_secs <<<"$large"
 printf '\n%-22s %14s %12s\n' "file backed up" "peak RSS" "pipeline s"
