@@ -1,11 +1,13 @@
 //! Command-line interface.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::state::State;
 
 /// A FUSE drop folder that backs up every file closed in it.
 ///
@@ -26,7 +28,8 @@ enum Command {
     ///
     /// Runs until SIGINT or SIGTERM, or until the mountpoint is unmounted from outside
     /// (umount), then unmounts, lets queued files finish for up to
-    /// `pipeline.drain-timeout`, and exits.
+    /// `pipeline.drain-timeout`, and exits. Files still queued then are kept and resume at
+    /// the next start, which also queues every file that changed while unmounted.
     Mount {
         /// The TOML config file (see config/backupfs.example.toml).
         #[arg(long, short)]
@@ -37,6 +40,51 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show or retry queued jobs (works while the mount runs).
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Write or read a hashes.json: a JSON map of sha256 to path and time.
+    Hashes {
+        #[command(subcommand)]
+        action: HashesAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueAction {
+    /// List queued jobs, pending and failed, one JSON object per line.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Make failed jobs pending again, after fixing their cause: the given paths (inside
+    /// the mount), or all failed jobs.
+    Retry {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Paths inside the mount; none means every failed job.
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HashesAction {
+    /// Write the content already backed up as hashes.json (to stdout without --output).
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Treat the contents listed in a hashes.json (from the script backupfs replaces) as
+    /// already backed up, so they are not uploaded again.
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        file: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -44,6 +92,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mount { config } => crate::daemon::run(&config),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Queue { action } => queue(action),
+        Command::Hashes { action } => hashes(action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,9 +105,89 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+fn check_config(path: &Path) -> anyhow::Result<()> {
     let settings = Config::load(path)?;
     crate::secret::read_passphrase(&settings.raw.encrypt.passphrase_file)?;
     println!("{}: ok", path.display());
     Ok(())
+}
+
+fn open_state(config: &Path) -> anyhow::Result<State> {
+    let settings = Config::load(config)?;
+    Ok(State::open(&settings.raw.state.dir)?)
+}
+
+fn queue(action: QueueAction) -> anyhow::Result<()> {
+    match action {
+        QueueAction::List { config } => {
+            for job in open_state(&config)?.list_jobs()? {
+                println!("{}", serde_json::to_string(&job)?);
+            }
+        }
+        QueueAction::Retry { config, paths } => {
+            let n = open_state(&config)?.retry_failed(&paths, crate::pipeline::queue::now_ms())?;
+            println!("{n} failed job(s) queued again");
+        }
+    }
+    Ok(())
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HashEntry {
+    path: String,
+    time: String,
+}
+
+fn hashes(action: HashesAction) -> anyhow::Result<()> {
+    match action {
+        HashesAction::Export { config, output } => {
+            let mut map = serde_json::Map::new();
+            for (sha, path, secs) in open_state(&config)?.export_hashes()? {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+                let time = humantime::format_rfc3339_seconds(at).to_string();
+                map.insert(
+                    hex::encode(sha),
+                    serde_json::to_value(HashEntry { path, time })?,
+                );
+            }
+            let text = serde_json::to_string_pretty(&map)? + "\n";
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{text}"),
+            }
+        }
+        HashesAction::Import { config, file } => {
+            let entries = read_hashes(&file)?;
+            let n = open_state(&config)?.import_hashes(&entries)?;
+            println!(
+                "{n} of {} hashes imported from {}",
+                entries.len(),
+                file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads a hashes.json; every error names the file and the entry.
+fn read_hashes(file: &Path) -> anyhow::Result<Vec<([u8; 32], String, String)>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let map: std::collections::BTreeMap<String, HashEntry> = serde_json::from_str(&text)
+        .with_context(|| {
+            format!(
+                "{}: not a JSON map of sha256 to {{\"path\", \"time\"}}",
+                file.display()
+            )
+        })?;
+    map.into_iter()
+        .map(|(sha, entry)| {
+            let bytes = hex::decode(&sha).ok().filter(|b| b.len() == 32);
+            let digest: [u8; 32] = bytes
+                .and_then(|b| b.try_into().ok())
+                .with_context(|| format!("{}: `{sha}` is not a sha256 in hex", file.display()))?;
+            Ok((digest, entry.path, entry.time))
+        })
+        .collect()
 }

@@ -73,6 +73,8 @@ pub struct MountConfig {
 pub struct StateConfig {
     /// Holds the index database and the spool of sealed files awaiting upload.
     pub dir: PathBuf,
+    /// Where sealed files wait for upload; `spool` inside `dir` unless set.
+    pub spool_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +98,13 @@ pub struct PipelineConfig {
     pub retry_delay: std::time::Duration,
     #[serde(with = "humantime_serde_compat")]
     pub retry_max_delay: std::time::Duration,
+    /// A closed file waits this long for the next close before it is backed up, so a burst
+    /// of rewrites yields one backup.
+    #[serde(with = "humantime_serde_compat")]
+    pub settle_delay: std::time::Duration,
+    /// A file that keeps changing is still backed up at least this often.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_delay: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +189,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("/var/lib/backupfs"),
+            spool_dir: None,
         }
     }
 }
@@ -201,6 +211,8 @@ impl Default for PipelineConfig {
             drain_timeout: std::time::Duration::from_secs(30),
             retry_delay: std::time::Duration::from_secs(1),
             retry_max_delay: std::time::Duration::from_secs(60),
+            settle_delay: std::time::Duration::from_secs(1),
+            max_delay: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -373,6 +385,17 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+impl Settings {
+    /// Where sealed files wait for upload.
+    pub fn spool_dir(&self) -> PathBuf {
+        let state = &self.raw.state;
+        state
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| state.dir.join("spool"))
+    }
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
@@ -407,6 +430,12 @@ impl Config {
 
         if self.pipeline.workers == 0 {
             return Err(invalid("pipeline.workers", "must be at least 1".into()));
+        }
+        if self.pipeline.max_delay < self.pipeline.settle_delay {
+            return Err(invalid(
+                "pipeline.max-delay",
+                "must not be shorter than pipeline.settle-delay".into(),
+            ));
         }
         if self.mount.threads == 0 {
             return Err(invalid("mount.threads", "must be at least 1".into()));
@@ -465,7 +494,13 @@ impl Config {
         ] {
             *p = base.join(&*p);
         }
-        if let Some(p) = self.destination.path.as_mut() {
+        for p in [
+            self.destination.path.as_mut(),
+            self.state.spool_dir.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             *p = base.join(&*p);
         }
     }

@@ -51,7 +51,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         tracing::info!(address = %bound, "serving /metrics");
     }
 
-    let queue = Queue::new(metrics.clone());
+    let state = Arc::new(State::open(&cfg.state.dir)?);
+    let queue = Queue::new(
+        state.clone(),
+        metrics.clone(),
+        cfg.pipeline.settle_delay,
+        cfg.pipeline.max_delay,
+    );
     let blacklist = Blacklist::new(settings.blacklist.clone());
     let fs = Passthrough::new(&cfg.mount.source, blacklist.clone(), queue.clone())
         .with_context(|| format!("mount.source {}", cfg.mount.source.display()))?;
@@ -60,6 +66,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
 
     let stages = build_stages(
         &settings,
+        state,
         &passphrase,
         &rt,
         metrics.clone(),
@@ -77,6 +84,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let session = mount(&settings, fs)?;
     let _ = notifier.set(session.notifier());
     tracing::info!(source = %cfg.mount.source.display(), mountpoint = %cfg.mount.mountpoint.display(), workers = cfg.pipeline.workers, "mounted");
+    start_catchup(&cfg.mount.source, pipeline.queue().clone(), metrics.clone());
 
     let unmounted_outside = rt.block_on(wait_for_stop(&session));
     if unmounted_outside {
@@ -90,11 +98,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         tracing::info!("unmounted");
     }
 
-    let waiting = pipeline.queue().len();
-    tracing::info!(waiting, drain = ?cfg.pipeline.drain_timeout, "draining the queue");
+    let (waiting, failed) = pipeline.queue().refresh_gauges();
+    tracing::info!(waiting, failed, drain = ?cfg.pipeline.drain_timeout, "draining the queue");
     let left = pipeline.shutdown(cfg.pipeline.drain_timeout);
     if left > 0 {
-        tracing::warn!(left, "stopped with files not yet backed up");
+        tracing::warn!(
+            left,
+            "stopped with files still queued; they resume at the next start"
+        );
     }
     tracing::info!("stopped");
     Ok(())
@@ -103,6 +114,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn build_stages(
     settings: &Settings,
+    state: Arc<State>,
     passphrase: &[u8],
     rt: &tokio::runtime::Runtime,
     metrics: Arc<Metrics>,
@@ -111,8 +123,7 @@ fn build_stages(
     notifier: &Arc<OnceLock<Notifier>>,
 ) -> anyhow::Result<Stages> {
     let cfg = &settings.raw;
-    let state = State::open(&cfg.state.dir)?;
-    let spool = cfg.state.dir.join("spool");
+    let spool = settings.spool_dir();
     pipeline::prepare_spool(&spool).with_context(|| format!("spool {}", spool.display()))?;
     let quarantine = Quarantine::open(&cfg.log.quarantine_dir)
         .with_context(|| format!("log.quarantine-dir {}", cfg.log.quarantine_dir.display()))?;
@@ -158,6 +169,7 @@ fn build_stages(
             first: cfg.pipeline.retry_delay,
             max: cfg.pipeline.retry_max_delay,
         },
+        settle: cfg.pipeline.settle_delay,
         on_removed,
     })
 }
@@ -187,6 +199,22 @@ fn mount(settings: &Settings, fs: Arc<Passthrough>) -> anyhow::Result<fuser::Bac
     session
         .spawn()
         .with_context(|| format!("mount.mountpoint {}: cannot start", mountpoint.display()))
+}
+
+/// Queues, in the background, every file that changed while nothing was watching.
+fn start_catchup(source: &Path, queue: Arc<Queue>, metrics: Arc<Metrics>) {
+    let source = source
+        .canonicalize()
+        .unwrap_or_else(|_| source.to_path_buf());
+    let spawned = std::thread::Builder::new().name("catch-up".into()).spawn(move || {
+        if let Err(e) = crate::pipeline::catchup::run(&source, &queue, &metrics) {
+            tracing::error!(error = %e, "catch-up failed; changed files are backed up when next closed");
+            metrics.catchup_running.set(0);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start catch-up");
+    }
 }
 
 /// Waits for SIGINT, SIGTERM or the session ending by itself. True for the last.

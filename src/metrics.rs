@@ -70,6 +70,10 @@ pub struct Metrics {
     pub clamd_up: IntGauge,
     pub destination_up: IntGauge,
     pub refused_names: IntCounter,
+    pub failed_jobs: IntGauge,
+    pub requeued: IntCounter,
+    pub catchup_running: IntGauge,
+    pub catchup_files: IntCounterVec,
 }
 
 impl Metrics {
@@ -127,6 +131,29 @@ impl Metrics {
             "backupfs_refused_names_total",
             "Creates and renames refused at the mount because the name is blacklisted.",
         )?;
+        let failed_jobs = IntGauge::new(
+            "backupfs_failed_jobs",
+            "Jobs that failed for a reason an operator must fix; `backupfs queue retry` re-runs them.",
+        )?;
+        let requeued = IntCounter::new(
+            "backupfs_requeued_total",
+            "Jobs put back because the file changed while it was being processed.",
+        )?;
+        let catchup_running = IntGauge::new(
+            "backupfs_catchup_running",
+            "1 while the start-up scan of the source directory runs.",
+        )?;
+        let catchup_files = IntCounterVec::new(
+            Opts::new(
+                "backupfs_catchup_files_total",
+                "Files the start-up scan looked at, by whether they needed a backup.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(failed_jobs.clone()))?;
+        registry.register(Box::new(requeued.clone()))?;
+        registry.register(Box::new(catchup_running.clone()))?;
+        registry.register(Box::new(catchup_files.clone()))?;
         registry.register(Box::new(files.clone()))?;
         registry.register(Box::new(stage_seconds.clone()))?;
         registry.register(Box::new(job_seconds.clone()))?;
@@ -153,6 +180,9 @@ impl Metrics {
         for stage in ["scan", "upload"] {
             retries.with_label_values(&[stage]);
         }
+        for result in ["queued", "unchanged"] {
+            catchup_files.with_label_values(&[result]);
+        }
         clamd_up.set(1);
         destination_up.set(1);
         Ok(Arc::new(Self {
@@ -168,6 +198,10 @@ impl Metrics {
             clamd_up,
             destination_up,
             refused_names,
+            failed_jobs,
+            requeued,
+            catchup_running,
+            catchup_files,
         }))
     }
 

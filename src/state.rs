@@ -1,9 +1,22 @@
-//! The durable state under `state.dir`: the content index that dedup consults and the
-//! catalog of which path was backed up as which object.
+//! The durable state under `state.dir`, in one SQLite database (WAL mode):
 //!
-//! SQLite in WAL mode: one file, crash-safe transactions, and inspectable with the stock
-//! `sqlite3` shell when an operator needs to look.
+//! - `jobs`: the queue. A row is written before `release` returns and deleted only in the
+//!   transaction that records the file's outcome, so a crash at any point leaves the job to
+//!   be resumed.
+//! - `content`: the dedup index, SHA-256 to object.
+//! - `catalog`: every backed-up version, path to object.
+//! - `files`: the last state of each path the pipeline finished with, which catch-up
+//!   compares against the source directory so unchanged files are never re-read.
+//! - `legacy_hashes`: hashes imported from a `hashes.json`, treated as already backed up.
+//!
+//! SQLite because it gives crash-safe transactions in one file that an operator can inspect
+//! with the stock `sqlite3` shell. Commits use `synchronous = NORMAL`: they survive the
+//! process being killed at any instant; after a power loss the last few may roll back, and
+//! catch-up on the next start finds those files again because their `files` row is stale.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -41,6 +54,66 @@ pub struct Stored {
     pub classification: String,
 }
 
+/// The attributes that tell whether a file changed since the pipeline last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileStat {
+    pub fn of(st: &libc::stat) -> Self {
+        Self {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
+            ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec,
+        }
+    }
+
+    pub fn of_meta(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+}
+
+/// A queued job as a worker takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub id: i64,
+    pub path: PathBuf,
+    /// Bumped each time the file is queued again; a job is deleted only if its generation
+    /// is still the one the worker started with.
+    pub generation: i64,
+}
+
+/// A job as `backupfs queue list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobInfo {
+    pub path: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub queued_at_ms: i64,
+}
+
+/// How a job ended, to be recorded in the same transaction that removes it.
+pub struct Finish<'a> {
+    pub version: Option<(Version<'a>, bool)>,
+    /// The file as processed, for catch-up; `None` forgets the path (it vanished).
+    pub seen: Option<(FileStat, &'a str)>,
+}
+
 pub struct State {
     path: PathBuf,
     conn: Mutex<Connection>,
@@ -65,7 +138,49 @@ const SCHEMA: &str = "
         backed_up_at INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS catalog_path ON catalog(path);
+    CREATE TABLE IF NOT EXISTS jobs (
+        id INTEGER PRIMARY KEY,
+        path BLOB NOT NULL UNIQUE,
+        generation INTEGER NOT NULL DEFAULT 1,
+        state TEXT NOT NULL DEFAULT 'pending',
+        queued_at_ms INTEGER NOT NULL,
+        not_before_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, not_before_ms);
+    CREATE TABLE IF NOT EXISTS files (
+        path BLOB PRIMARY KEY,
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS legacy_hashes (
+        sha256 BLOB PRIMARY KEY,
+        path TEXT NOT NULL,
+        time TEXT NOT NULL
+    );
 ";
+
+fn path_bytes(p: &Path) -> &[u8] {
+    p.as_os_str().as_encoded_bytes()
+}
+
+fn path_from(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(OsString::from_vec(bytes))
+}
+
+/// The smallest byte string greater than every path below directory `dir`: `dir` followed
+/// by the byte after `/`.
+fn below_end(dir: &[u8]) -> Vec<u8> {
+    let mut end = dir.to_vec();
+    end.push(b'/' + 1);
+    end
+}
 
 impl State {
     /// Opens (creating if needed) the state directory and its database.
@@ -83,7 +198,7 @@ impl State {
         let conn = Connection::open(&path).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;
@@ -105,6 +220,18 @@ impl State {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `f` in one transaction.
+    fn tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.db_err(e))?;
+        let out = f(&tx).map_err(|e| self.db_err(e))?;
+        tx.commit().map_err(|e| self.db_err(e))?;
+        Ok(out)
+    }
+
     /// The object already holding this content, if any, and how that content was
     /// classified.
     pub fn object_for(&self, sha256: &[u8; 32]) -> Result<Option<Stored>, StateError> {
@@ -123,41 +250,303 @@ impl State {
             .map_err(|e| self.db_err(e))
     }
 
-    /// Records a version; with `new_content`, also records that its object now exists.
-    /// Both land in one transaction, so the index never names an object the catalog lacks.
-    pub fn record(&self, v: &Version<'_>, new_content: bool) -> Result<(), StateError> {
-        let now = crate::unix_now();
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.db_err(e))?;
-        if new_content {
-            tx.execute(
-                "INSERT OR REPLACE INTO content (sha256, object, size, classification, stored_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    &v.sha256[..],
-                    v.object,
-                    v.size as i64,
-                    v.classification,
-                    now
-                ],
+    /// The path a `hashes.json` import recorded for this content, if any.
+    pub fn legacy_path(&self, sha256: &[u8; 32]) -> Result<Option<String>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT path FROM legacy_hashes WHERE sha256 = ?1",
+                params![&sha256[..]],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Queues `path`, or, if it is queued already, pushes it back by `settle_ms` (but never
+    /// past `max_delay_ms` after it was first queued) and marks it as changed again.
+    pub fn enqueue(
+        &self,
+        path: &Path,
+        now_ms: i64,
+        settle_ms: i64,
+        max_delay_ms: i64,
+    ) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "INSERT INTO jobs (path, queued_at_ms, not_before_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(path) DO UPDATE SET
+                    generation = generation + 1,
+                    state = 'pending',
+                    not_before_ms = MIN(?3, queued_at_ms + ?4)",
+                params![path_bytes(path), now_ms, now_ms + settle_ms, max_delay_ms],
+            )
+            .map(drop)
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Moves queued jobs with a file or directory: `from` itself and everything below it.
+    /// Returns whether any job moved. A job already queued under the new name absorbs the
+    /// moved one.
+    pub fn rename_jobs(&self, from: &Path, to: &Path) -> Result<bool, StateError> {
+        let (from, to) = (path_bytes(from).to_vec(), path_bytes(to).to_vec());
+        self.tx(|tx| {
+            let mut moved = false;
+            let rows: Vec<(i64, Vec<u8>)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, path FROM jobs WHERE path = ?1 OR (path > ?2 AND path < ?3)",
+                )?;
+                let mut prefix = from.clone();
+                prefix.push(b'/');
+                let rows = stmt.query_map(params![from, prefix, below_end(&from)], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for (id, old) in rows {
+                let mut new = to.clone();
+                new.extend_from_slice(&old[from.len()..]);
+                tx.execute(
+                    "DELETE FROM jobs WHERE path = ?1 AND id != ?2",
+                    params![new, id],
+                )?;
+                tx.execute(
+                    "UPDATE jobs SET path = ?1, generation = generation + 1 WHERE id = ?2",
+                    params![new, id],
+                )?;
+                moved = true;
+            }
+            Ok(moved)
+        })
+    }
+
+    /// Pending jobs that are due, oldest first.
+    pub fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<JobRow>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, path, generation FROM jobs
+                 WHERE state = 'pending' AND not_before_ms <= ?1
+                 ORDER BY not_before_ms LIMIT ?2",
             )
             .map_err(|e| self.db_err(e))?;
-        }
-        tx.execute(
-            "INSERT INTO catalog (path, sha256, object, size, mtime, classification, backed_up_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                v.path.as_os_str().as_encoded_bytes(),
-                &v.sha256[..],
-                v.object,
-                v.size as i64,
-                v.mtime,
-                v.classification,
-                now
-            ],
-        )
-        .map_err(|e| self.db_err(e))?;
-        tx.commit().map_err(|e| self.db_err(e))
+        let rows = stmt
+            .query_map(params![now_ms, limit as i64], |r| {
+                Ok(JobRow {
+                    id: r.get(0)?,
+                    path: path_from(r.get(1)?),
+                    generation: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// When the next pending job becomes due, if any is pending.
+    pub fn next_due_ms(&self) -> Result<Option<i64>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT MIN(not_before_ms) FROM jobs WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Puts a job back to wait until `until_ms` (the file changed under the worker).
+    pub fn defer(&self, id: i64, until_ms: i64) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE jobs SET not_before_ms = MAX(not_before_ms, ?2), attempts = attempts + 1
+                 WHERE id = ?1",
+                params![id, until_ms],
+            )
+            .map(drop)
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Marks a job failed, to wait for an operator, unless the file changed meanwhile (a
+    /// newer version deserves its own try).
+    pub fn fail(&self, job: &JobRow, error: &str) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE jobs SET state = 'failed', last_error = ?3, attempts = attempts + 1
+                 WHERE id = ?1 AND generation = ?2",
+                params![job.id, job.generation, error],
+            )
+            .map(drop)
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Records how a job ended and removes it from the queue, in one transaction. If the
+    /// file was queued again while the worker ran, the job stays for the newer version.
+    pub fn finish(&self, job: &JobRow, done: Finish<'_>) -> Result<(), StateError> {
+        let now = crate::unix_now();
+        self.tx(|tx| {
+            if let Some((v, new_content)) = &done.version {
+                if *new_content {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO content (sha256, object, size, classification, stored_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![&v.sha256[..], v.object, v.size as i64, v.classification, now],
+                    )?;
+                }
+                tx.execute(
+                    "INSERT INTO catalog (path, sha256, object, size, mtime, classification, backed_up_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        path_bytes(v.path),
+                        &v.sha256[..],
+                        v.object,
+                        v.size as i64,
+                        v.mtime,
+                        v.classification,
+                        now
+                    ],
+                )?;
+            }
+            match done.seen {
+                Some((st, outcome)) => tx.execute(
+                    "INSERT OR REPLACE INTO files (path, dev, ino, size, mtime_ns, ctime_ns, outcome, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        path_bytes(&job.path),
+                        st.dev as i64,
+                        st.ino as i64,
+                        st.size as i64,
+                        st.mtime_ns,
+                        st.ctime_ns,
+                        outcome,
+                        now
+                    ],
+                )?,
+                None => tx.execute("DELETE FROM files WHERE path = ?1", params![path_bytes(&job.path)])?,
+            };
+            tx.execute(
+                "DELETE FROM jobs WHERE id = ?1 AND generation = ?2",
+                params![job.id, job.generation],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Number of pending and failed jobs.
+    pub fn job_counts(&self) -> Result<(u64, u64), StateError> {
+        self.conn()
+            .query_row(
+                "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'failed'), 0) FROM jobs",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| self.db_err(e))
+    }
+
+    pub fn list_jobs(&self) -> Result<Vec<JobInfo>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT path, state, attempts, last_error, queued_at_ms FROM jobs ORDER BY id")
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(JobInfo {
+                    path: path_from(r.get(0)?).to_string_lossy().into_owned(),
+                    state: r.get(1)?,
+                    attempts: r.get(2)?,
+                    last_error: r.get(3)?,
+                    queued_at_ms: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Makes failed jobs pending again: all of them, or those for `paths`. Returns how many.
+    pub fn retry_failed(&self, paths: &[PathBuf], now_ms: i64) -> Result<usize, StateError> {
+        self.tx(|tx| {
+            if paths.is_empty() {
+                return tx.execute(
+                    "UPDATE jobs SET state = 'pending', not_before_ms = ?1 WHERE state = 'failed'",
+                    params![now_ms],
+                );
+            }
+            let mut n = 0;
+            for p in paths {
+                n += tx.execute(
+                    "UPDATE jobs SET state = 'pending', not_before_ms = ?2
+                     WHERE state = 'failed' AND path = ?1",
+                    params![path_bytes(p), now_ms],
+                )?;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Every path the pipeline finished with, and the file as it was then.
+    pub fn seen_files(&self) -> Result<HashMap<PathBuf, FileStat>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT path, dev, ino, size, mtime_ns, ctime_ns FROM files")
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    path_from(r.get(0)?),
+                    FileStat {
+                        dev: r.get::<_, i64>(1)? as u64,
+                        ino: r.get::<_, i64>(2)? as u64,
+                        size: r.get::<_, i64>(3)? as u64,
+                        mtime_ns: r.get(4)?,
+                        ctime_ns: r.get(5)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Newest backed-up version of each content: (sha256, path, backup time in seconds).
+    pub fn export_hashes(&self) -> Result<Vec<([u8; 32], String, i64)>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT sha256, path, MAX(backed_up_at) FROM catalog GROUP BY sha256 ORDER BY sha256",
+            )
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let sha: Vec<u8> = r.get(0)?;
+                let mut digest = [0u8; 32];
+                if sha.len() == 32 {
+                    digest.copy_from_slice(&sha);
+                }
+                Ok((
+                    digest,
+                    path_from(r.get(1)?).to_string_lossy().into_owned(),
+                    r.get(2)?,
+                ))
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Records hashes from a `hashes.json` as already backed up. Returns how many were new.
+    pub fn import_hashes(
+        &self,
+        entries: &[([u8; 32], String, String)],
+    ) -> Result<usize, StateError> {
+        self.tx(|tx| {
+            let mut n = 0;
+            for (sha, path, time) in entries {
+                n += tx.execute(
+                    "INSERT OR IGNORE INTO legacy_hashes (sha256, path, time) VALUES (?1, ?2, ?3)",
+                    params![&sha[..], path, time],
+                )?;
+            }
+            Ok(n)
+        })
     }
 
     /// Number of distinct contents stored; for tests and status.
@@ -172,38 +561,4 @@ impl State {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn index_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let sha = [7u8; 32];
-        let version = Version {
-            path: Path::new("a/b.txt"),
-            sha256: &sha,
-            object: "host/data/ab/cd",
-            size: 3,
-            mtime: 1,
-            classification: "general",
-        };
-        {
-            let state = State::open(dir.path()).unwrap();
-            assert_eq!(state.object_for(&sha).unwrap(), None);
-            state.record(&version, true).unwrap();
-        }
-        let state = State::open(dir.path()).unwrap();
-        let stored = state.object_for(&sha).unwrap().unwrap();
-        assert_eq!(stored.object, "host/data/ab/cd");
-        assert_eq!(stored.classification, "general");
-        assert_eq!(state.content_count().unwrap(), 1);
-    }
-
-    #[test]
-    fn unwritable_dir_names_the_path() {
-        let err = State::open(Path::new("/proc/backupfs-no-such"))
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("/proc/backupfs-no-such"), "{err}");
-    }
-}
+mod tests;

@@ -31,6 +31,13 @@ use crate::sys;
 pub trait ChangeSink: Send + Sync {
     /// The file's content may have changed.
     fn changed(&self, path: &Path);
+    /// A file or directory moved. By default a moved regular file counts as changed under
+    /// its new name.
+    fn renamed(&self, _from: &Path, to: &Path, regular_file: bool) {
+        if regular_file {
+            self.changed(to);
+        }
+    }
     /// A create or rename to this blacklisted path was refused.
     fn refused(&self, _path: &Path) {}
 }
@@ -346,12 +353,18 @@ impl Passthrough {
         let from = self.inode(parent)?;
         let to = self.inode(new_parent)?;
         self.admit(&to, new_name)?;
+        let old_path = self.child_path(&from, name);
         sys::renameat2(from.fd(), name, to.fd(), new_name, flags)?;
-        // The content now lives under the new name; back it up there. A file that was
-        // already backed up is recognised by its hash and only recorded under the new name.
-        if let Ok(st) = sys::fstatat(to.fd(), new_name, libc::AT_SYMLINK_NOFOLLOW) {
-            if st.st_mode & libc::S_IFMT == libc::S_IFREG {
-                self.sink.changed(&self.child_path(&to, new_name)?);
+        // Queued work follows the file to its new name.
+        let st = sys::fstatat(to.fd(), new_name, libc::AT_SYMLINK_NOFOLLOW);
+        if let (Ok(old), Ok(new), Ok(st)) = (old_path, self.child_path(&to, new_name), st) {
+            let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+            if flags & libc::RENAME_EXCHANGE != 0 {
+                // Two files swapped names: both names now hold different content.
+                self.sink.changed(&new);
+                self.sink.changed(&old);
+            } else {
+                self.sink.renamed(&old, &new, regular);
             }
         }
         Ok(())

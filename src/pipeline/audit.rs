@@ -13,7 +13,7 @@ use crate::metrics::Outcome;
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
     pub time: String,
-    pub job: u64,
+    pub job: i64,
     /// Path inside the mount; lossy for names that are not UTF-8.
     pub path: String,
     pub outcome: Outcome,
@@ -36,7 +36,7 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    pub fn new(job: u64, path: &Path) -> Self {
+    pub fn new(job: i64, path: &Path) -> Self {
         Self {
             time: String::new(),
             job,

@@ -10,22 +10,50 @@ use crate::state::{State, StateError, Stored};
 /// that a worker never holds much.
 pub const CHUNK: usize = 1 << 20;
 
-/// Hashes a reader to its end with a bounded buffer; returns the digest and the byte count.
-pub fn hash<R: Read>(mut reader: R) -> io::Result<([u8; 32], u64)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        total += n as u64;
+/// A reader that hashes every byte it passes on, so a stage that reads the file anyway
+/// can prove what it read.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
     }
-    Ok((hasher.finalize().into(), total))
+
+    /// The digest of everything read, and how many bytes that was.
+    pub fn finish(self) -> ([u8; 32], u64) {
+        (self.hasher.finalize().into(), self.bytes)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Hashes a reader to its end with a bounded buffer; returns the digest and the byte count.
+pub fn hash<R: Read>(reader: R) -> io::Result<([u8; 32], u64)> {
+    let mut hashing = HashingReader::new(reader);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match hashing.read(&mut buf) {
+            Ok(0) => return Ok(hashing.finish()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The object that already holds this content, if it was backed up before.

@@ -1,120 +1,47 @@
-//! The backup pipeline: a queue fed by the mount, and a pool of workers that take each file
-//! through the stages in order.
+//! The backup pipeline: a durable queue fed by the mount and by catch-up, and a pool of
+//! workers that take each file through the stages in order.
 //!
 //! ```text
 //! release() ─► Queue ─► worker: dedup ─► classify ─► gate1 ─► scan ─► seal ─► gate2 ─► upload
 //! ```
 //!
 //! Each stage streams the file through bounded buffers, so no file is ever held whole in
-//! memory. Every outcome is logged, counted and written to the audit log.
+//! memory. A job leaves the queue only in the transaction that records its outcome; a file
+//! that changes under a worker is put back, never stored torn.
 
 pub mod audit;
+pub mod catchup;
 pub mod classify;
 pub mod dedup;
 pub mod gate1;
 pub mod gate2;
 pub mod quarantine;
+pub mod queue;
 pub mod scan;
 pub mod seal;
 pub mod upload;
 
-use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufWriter, Seek, Write};
+use std::io::{self, BufWriter, Seek};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-
-use crate::fs::ChangeSink;
 use crate::metrics::{Metrics, Outcome};
-use crate::state::{State, Version};
+use crate::state::{FileStat, Finish, JobRow, State, Version};
 use crate::sys;
 use audit::{AuditLog, AuditRecord};
 use classify::Classifier;
 use gate1::Gate1;
 use gate2::Gate2;
 use quarantine::Quarantine;
+pub use queue::Queue;
 use scan::{Scanner, Verdict};
 use seal::Sealer;
 use upload::{Destination, ObjectNamer, UploadError};
-
-/// One file to back up, named by its path inside the source directory.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: u64,
-    pub path: PathBuf,
-}
-
-/// Files waiting for a worker. A path already waiting is not queued twice: one pass reads
-/// the newest content anyway.
-pub struct Queue {
-    tx: Sender<Job>,
-    rx: Receiver<Job>,
-    waiting: Mutex<HashSet<PathBuf>>,
-    next_id: AtomicU64,
-    metrics: Arc<Metrics>,
-}
-
-impl Queue {
-    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Arc::new(Self {
-            tx,
-            rx,
-            waiting: Mutex::default(),
-            next_id: AtomicU64::new(1),
-            metrics,
-        })
-    }
-
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn push(&self, path: &Path) {
-        if !self.waiting().insert(path.to_path_buf()) {
-            return;
-        }
-        let job = Job {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            path: path.to_path_buf(),
-        };
-        tracing::debug!(job = job.id, path = %path.display(), "queued");
-        self.metrics.queue_depth.inc();
-        // The receiver lives as long as the queue, so this cannot fail.
-        let _ = self.tx.send(job);
-    }
-
-    fn take(&self, timeout: Duration) -> Option<Job> {
-        let job = self.rx.recv_timeout(timeout).ok()?;
-        self.waiting().remove(&job.path);
-        self.metrics.queue_depth.dec();
-        Some(job)
-    }
-
-    pub fn len(&self) -> usize {
-        self.rx.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
-    }
-}
-
-impl ChangeSink for Queue {
-    fn changed(&self, path: &Path) {
-        self.push(path);
-    }
-
-    fn refused(&self, _path: &Path) {
-        self.metrics.refused_names.inc();
-    }
-}
 
 /// How long to wait between attempts at a stage that failed for a passing reason.
 #[derive(Debug, Clone, Copy)]
@@ -123,11 +50,21 @@ pub struct Backoff {
     pub max: Duration,
 }
 
+impl Backoff {
+    /// The delay after `delay`: doubled, capped, with ±25 % jitter so that workers (and
+    /// hosts) that failed together do not retry together.
+    fn next(&self, delay: Duration) -> Duration {
+        let doubled = (delay * 2).min(self.max);
+        let jitter = rand::random::<f64>() * 0.5 + 0.75;
+        doubled.mul_f64(jitter).min(self.max).max(self.first)
+    }
+}
+
 /// Everything the workers share: one value per stage, plus the places outcomes go.
 pub struct Stages {
     pub source: OwnedFd,
     pub spool: PathBuf,
-    pub state: State,
+    pub state: Arc<State>,
     pub classifier: Classifier,
     pub gate1: Gate1,
     pub scanner: Scanner,
@@ -139,6 +76,8 @@ pub struct Stages {
     pub audit: AuditLog,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
+    /// How long a file that changed under a worker waits before the next try.
+    pub settle: Duration,
     /// Told when the pipeline moved a file out of the source, so the mount can forget it.
     pub on_removed: Box<dyn Fn(&Path) + Send + Sync>,
 }
@@ -146,10 +85,9 @@ pub struct Stages {
 /// The running worker pool.
 pub struct Pipeline {
     queue: Arc<Queue>,
-    stages: Arc<Stages>,
     /// Set at shutdown: no new job starts.
     closing: Arc<AtomicBool>,
-    /// Set when the drain time is up: jobs waiting on a retry give up.
+    /// Set when the drain time is up: jobs waiting on a retry give up (and stay queued).
     abort: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -159,7 +97,7 @@ impl Pipeline {
         let stages = Arc::new(stages);
         let closing = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
-        let mut handles = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers + 1);
         for i in 0..workers {
             let worker = Worker {
                 queue: queue.clone(),
@@ -173,9 +111,19 @@ impl Pipeline {
                     .spawn(move || worker.run())?,
             );
         }
+        let (q, stop) = (queue.clone(), closing.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .name("gauges".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        q.refresh_gauges();
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                })?,
+        );
         Ok(Self {
             queue,
-            stages,
             closing,
             abort,
             workers: handles,
@@ -186,26 +134,23 @@ impl Pipeline {
         &self.queue
     }
 
-    pub fn stages(&self) -> &Arc<Stages> {
-        &self.stages
-    }
-
     /// Waits up to `drain` for queued and running jobs, then stops the workers. Returns the
-    /// number of files left unprocessed.
-    pub fn shutdown(self, drain: Duration) -> usize {
+    /// number of jobs left queued for the next start.
+    pub fn shutdown(self, drain: Duration) -> u64 {
         let deadline = Instant::now() + drain;
-        while Instant::now() < deadline
-            && !(self.queue.is_empty() && self.stages.metrics.in_flight.get() == 0)
-        {
-            std::thread::sleep(Duration::from_millis(50));
+        while Instant::now() < deadline {
+            let (pending, _) = self.queue.refresh_gauges();
+            if pending == 0 && self.queue.in_flight() == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         self.closing.store(true, Ordering::SeqCst);
         self.abort.store(true, Ordering::SeqCst);
-        let in_flight = self.stages.metrics.in_flight.get().max(0) as usize;
         for handle in self.workers {
             let _ = handle.join();
         }
-        self.queue.len() + in_flight
+        self.queue.refresh_gauges().0
     }
 }
 
@@ -216,11 +161,13 @@ struct Worker {
     abort: Arc<AtomicBool>,
 }
 
-/// Why a job stopped short of an outcome.
+/// Why a job stopped short of being stored.
 enum Stop {
-    /// Recorded with this outcome and reason.
+    /// Ends the job with this outcome and reason.
     Outcome(Outcome, String),
-    /// Shutdown interrupted a retry; the job has no outcome yet.
+    /// The file changed while it was read; try again once it settles.
+    Changed(String),
+    /// Shutdown interrupted a retry; the job stays queued.
     Aborted,
 }
 
@@ -232,6 +179,26 @@ impl From<(Outcome, String)> for Stop {
 
 fn failed(stage: &str, e: impl std::fmt::Display) -> Stop {
     Stop::Outcome(Outcome::Failed, format!("{stage}: {e}"))
+}
+
+/// What a stored job left in the destination.
+struct Stored {
+    object: String,
+    new_content: bool,
+}
+
+/// One job as it goes through the stages.
+struct Ctx {
+    job: JobRow,
+    record: AuditRecord,
+    sha: Option<[u8; 32]>,
+    stat: Option<FileStat>,
+}
+
+/// One try at a stage that talks to something outside: try again, or give up.
+enum Attempt {
+    Retry(String),
+    Give(Stop),
 }
 
 /// Removes the spool file when a job is done with it, whatever the outcome.
@@ -246,59 +213,158 @@ impl Drop for SpoolFile {
 impl Worker {
     fn run(self) {
         while !self.closing.load(Ordering::SeqCst) {
-            if let Some(job) = self.queue.take(Duration::from_millis(200)) {
-                self.run_job(&job);
+            match self.queue.take(Duration::from_millis(100)) {
+                Ok(Some(job)) => {
+                    self.run_job(job.clone());
+                    self.queue.release(&job);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the queue");
+                    self.sleep(Duration::from_secs(1));
+                }
             }
         }
     }
 
-    fn run_job(&self, job: &Job) {
-        let m = &self.stages.metrics;
-        m.in_flight.inc();
+    fn run_job(&self, job: JobRow) {
         let started = Instant::now();
-        let mut record = AuditRecord::new(job.id, &job.path);
-        let result = self.process(job, &mut record);
-        m.in_flight.dec();
-        match result {
-            Ok(()) => record.outcome = Outcome::Uploaded,
-            Err(Stop::Outcome(outcome, reason)) => {
-                record.outcome = outcome;
-                record.reason = Some(reason);
-            }
+        let mut ctx = Ctx {
+            record: AuditRecord::new(job.id, &job.path),
+            job,
+            sha: None,
+            stat: None,
+        };
+        let result = self.process(&mut ctx);
+        let recorded = match result {
+            Ok(stored) => self.store(&mut ctx, stored),
+            Err(Stop::Outcome(outcome, reason)) => self.end(&mut ctx, outcome, reason),
+            Err(Stop::Changed(why)) => return self.put_back(&ctx, &why),
             Err(Stop::Aborted) => {
-                tracing::warn!(job = job.id, path = %job.path.display(), "shutdown interrupted the job; it was not backed up");
+                tracing::warn!(job = ctx.job.id, path = %ctx.job.path.display(), "shutdown interrupted the job; it stays queued");
                 return;
             }
+        };
+        if let Err(e) = recorded {
+            // The job stays queued and runs again; uploading the same object twice is
+            // harmless, losing the record is not.
+            tracing::error!(job = ctx.job.id, error = %e, "cannot record the outcome; the job stays queued");
+            return;
         }
-        m.job_seconds.observe(started.elapsed().as_secs_f64());
-        self.finish(job, &record);
+        self.stages
+            .metrics
+            .job_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.report(&ctx);
+    }
+
+    /// Commits an uploaded or duplicate file: catalog, index, and the job's removal.
+    fn store(&self, ctx: &mut Ctx, stored: Stored) -> Result<(), crate::state::StateError> {
+        ctx.record.outcome = if stored.new_content {
+            Outcome::Uploaded
+        } else {
+            ctx.record.reason = Some("content already backed up".into());
+            Outcome::Duplicate
+        };
+        let sha = ctx.sha.unwrap_or_default();
+        let version = Version {
+            path: &ctx.job.path,
+            sha256: &sha,
+            object: &stored.object,
+            size: ctx.record.size.unwrap_or(0),
+            mtime: ctx.record.mtime.unwrap_or(0),
+            classification: ctx
+                .record
+                .classification
+                .as_deref()
+                .unwrap_or("unclassified"),
+        };
+        let seen = ctx.stat.map(|st| (st, ctx.record.outcome.as_str()));
+        let result = self.stages.state.finish(
+            &ctx.job,
+            Finish {
+                version: Some((version, stored.new_content)),
+                seen,
+            },
+        );
+        ctx.record.object = Some(stored.object);
+        result
+    }
+
+    /// Records an outcome that stores nothing. A failure stays queued as `failed`.
+    fn end(
+        &self,
+        ctx: &mut Ctx,
+        outcome: Outcome,
+        reason: String,
+    ) -> Result<(), crate::state::StateError> {
+        ctx.record.outcome = outcome;
+        let state = &self.stages.state;
+        let result = match outcome {
+            Outcome::Failed => state.fail(&ctx.job, &reason),
+            // The path no longer names this content: forget it.
+            Outcome::Vanished | Outcome::Infected => state.finish(
+                &ctx.job,
+                Finish {
+                    version: None,
+                    seen: None,
+                },
+            ),
+            _ => {
+                let seen = ctx.stat.map(|st| (st, outcome.as_str()));
+                state.finish(
+                    &ctx.job,
+                    Finish {
+                        version: None,
+                        seen,
+                    },
+                )
+            }
+        };
+        ctx.record.reason = Some(reason);
+        result
+    }
+
+    fn put_back(&self, ctx: &Ctx, why: &str) {
+        let until = queue::now_ms() + self.stages.settle.as_millis() as i64;
+        self.stages.metrics.requeued.inc();
+        tracing::info!(job = ctx.job.id, path = %ctx.job.path.display(), reason = why, "file changed while processed; queued again");
+        if let Err(e) = self.stages.state.defer(ctx.job.id, until) {
+            tracing::error!(job = ctx.job.id, error = %e, "cannot put the job back");
+        }
     }
 
     /// Logs, counts and audits an outcome.
-    fn finish(&self, job: &Job, record: &AuditRecord) {
+    fn report(&self, ctx: &Ctx) {
         let s = &self.stages;
+        let record = &ctx.record;
         s.metrics.count(record.outcome);
+        let (job, path) = (ctx.job.id, ctx.job.path.display());
         let reason = record.reason.as_deref().unwrap_or("");
-        let path = job.path.display();
+        let outcome = record.outcome.as_str();
         match record.outcome {
             Outcome::Uploaded | Outcome::Duplicate => {
-                tracing::info!(job = job.id, path = %path, outcome = record.outcome.as_str(), object = record.object.as_deref().unwrap_or(""), class = record.classification.as_deref().unwrap_or(""), "file done")
+                let object = record.object.as_deref().unwrap_or("");
+                let class = record.classification.as_deref().unwrap_or("");
+                tracing::info!(job, path = %path, outcome, object, class, "file done")
             }
             Outcome::Vanished => {
-                tracing::info!(job = job.id, path = %path, reason, "file gone before its turn")
+                tracing::info!(job, path = %path, reason, "file gone before its turn")
             }
             Outcome::Rejected | Outcome::Infected | Outcome::NotScanned => {
-                tracing::warn!(job = job.id, path = %path, outcome = record.outcome.as_str(), reason, "file not uploaded")
+                tracing::warn!(job, path = %path, outcome, reason, "file not uploaded")
             }
-            Outcome::Failed => tracing::error!(job = job.id, path = %path, reason, "file failed"),
+            Outcome::Failed => {
+                tracing::error!(job, path = %path, reason, "file failed; it waits in the queue for `backupfs queue retry`")
+            }
         }
         if let Err(e) = s.audit.append(record) {
-            tracing::error!(job = job.id, error = %e, "cannot write audit record");
+            tracing::error!(job, error = %e, "cannot write audit record");
         }
     }
 
     /// Runs `f` as stage `stage`, timing it.
-    fn timed<T>(&self, stage: &'static str, job: &Job, f: impl FnOnce() -> T) -> T {
+    fn timed<T>(&self, stage: &'static str, job: &JobRow, f: impl FnOnce() -> T) -> T {
         let started = Instant::now();
         let out = f();
         let secs = started.elapsed().as_secs_f64();
@@ -311,13 +377,13 @@ impl Worker {
         out
     }
 
-    /// Retries `f` while it fails for a passing reason, with doubling delays, until it
-    /// succeeds, fails for good, or shutdown gives up on the job. `up` tracks whether the
+    /// Retries `f` while it fails for a passing reason, with growing, jittered delays, until
+    /// it succeeds, fails for good, or shutdown gives up on the job. `up` tracks whether the
     /// service behind the stage answers.
     fn retry<T>(
         &self,
         stage: &'static str,
-        job: &Job,
+        job: &JobRow,
         up: Option<&prometheus::IntGauge>,
         mut f: impl FnMut() -> Result<T, Attempt>,
     ) -> Result<T, Stop> {
@@ -342,7 +408,7 @@ impl Worker {
             if !self.sleep(delay) {
                 return Err(Stop::Aborted);
             }
-            delay = (delay * 2).min(self.stages.backoff.max);
+            delay = self.stages.backoff.next(delay);
         }
     }
 
@@ -358,7 +424,7 @@ impl Worker {
         !self.abort.load(Ordering::SeqCst)
     }
 
-    fn open_source(&self, path: &Path) -> Result<(File, sys::Stat), Stop> {
+    fn open_source(&self, path: &Path) -> Result<(File, FileStat), Stop> {
         let vanished = |why: String| Stop::Outcome(Outcome::Vanished, why);
         let fd = match sys::open_beneath(self.stages.source.as_fd(), path, libc::O_RDONLY) {
             Ok(fd) => fd,
@@ -375,131 +441,136 @@ impl Worker {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(vanished("no longer a regular file".into()));
         }
-        Ok((File::from(fd), st))
+        Ok((File::from(fd), FileStat::of(&st)))
     }
 
-    fn process(&self, job: &Job, record: &mut AuditRecord) -> Result<(), Stop> {
+    /// Fails with `Changed` if the open file is no longer as it was when first stat'ed.
+    fn still_same(&self, file: &File, before: &FileStat) -> Result<(), Stop> {
+        let now = sys::fstat(file.as_fd()).map_err(|e| failed("stat", e))?;
+        if FileStat::of(&now) != *before {
+            return Err(Stop::Changed("size or times changed while reading".into()));
+        }
+        Ok(())
+    }
+
+    fn process(&self, ctx: &mut Ctx) -> Result<Stored, Stop> {
         let s = &*self.stages;
-        let (mut file, st) = self.open_source(&job.path)?;
-        let size = st.st_size as u64;
-        record.size = Some(size);
-        record.mtime = Some(st.st_mtime);
+        let job = ctx.job.clone();
+        let (mut file, stat) = self.open_source(&job.path)?;
+        ctx.stat = Some(stat);
+        ctx.record.size = Some(stat.size);
+        ctx.record.mtime = Some(stat.mtime_ns.div_euclid(1_000_000_000));
 
         // 1. dedup: hash, and stop here if this content is already stored.
         let (sha, read) = self
-            .timed("dedup", job, || dedup::hash(&file))
+            .timed("dedup", &job, || dedup::hash(&file))
             .map_err(|e| failed("dedup", e))?;
+        self.still_same(&file, &stat)?;
         s.metrics.bytes_read.inc_by(read);
-        record.sha256 = Some(hex::encode(sha));
+        ctx.sha = Some(sha);
+        ctx.record.sha256 = Some(hex::encode(sha));
         tracing::info!(job = job.id, stage = "dedup", sha256 = %hex::encode(sha), bytes = read, "hashed");
         if let Some(stored) = dedup::known(&s.state, &sha).map_err(|e| failed("dedup", e))? {
-            record.destination = Some(s.destination.url(&stored.object));
-            record.classification = Some(stored.classification);
-            self.record_version(job, record, &sha, &stored.object, false)?;
-            record.object = Some(stored.object);
-            return Err((Outcome::Duplicate, "content already backed up".to_string()).into());
+            ctx.record.destination = Some(s.destination.url(&stored.object));
+            ctx.record.classification = Some(stored.classification);
+            return Ok(Stored {
+                object: stored.object,
+                new_content: false,
+            });
+        }
+        if let Some(path) = s.state.legacy_path(&sha).map_err(|e| failed("dedup", e))? {
+            let reason = format!("content backed up before, as {path} (imported hashes.json)");
+            return Err((Outcome::Duplicate, reason).into());
         }
 
         // 2. classify.
         file.rewind().map_err(|e| failed("classify", e))?;
         let class = self
-            .timed("classify", job, || s.classifier.classify(&file))
+            .timed("classify", &job, || s.classifier.classify(&file))
             .map_err(|e| failed("classify", e))?;
-        record.classification = Some(class.class.as_str().to_string());
-        record.detectors = class.detectors.clone();
+        ctx.record.classification = Some(class.class.as_str().to_string());
+        ctx.record.detectors = class.detectors.clone();
         tracing::info!(job = job.id, stage = "classify", class = class.class.as_str(), detectors = ?class.detectors, "classified");
 
         // 3. gate 1: blacklist, size and type policy.
-        self.timed("gate1", job, || s.gate1.check(&job.path, size))
+        self.timed("gate1", &job, || s.gate1.check(&job.path, stat.size))
             .map_err(|reason| Stop::Outcome(Outcome::Rejected, reason))?;
         tracing::info!(job = job.id, stage = "gate1", "passed gate 1");
 
         // 4. scan: wait for clamd rather than let anything through unscanned.
         let fd_path = sys::proc_fd_path(file.as_fd());
-        let verdict = self.timed("scan", job, || {
-            self.retry("scan", job, Some(&s.metrics.clamd_up), || {
+        let verdict = self.timed("scan", &job, || {
+            self.retry("scan", &job, Some(&s.metrics.clamd_up), || {
                 s.scanner
-                    .scan(&fd_path, size)
+                    .scan(&fd_path, stat.size)
                     .map_err(|e| Attempt::Retry(e.to_string()))
             })
         })?;
         tracing::info!(job = job.id, stage = "scan", verdict = ?verdict, "scanned");
         match verdict {
             Verdict::Clean => {}
-            Verdict::Infected(signature) => return Err(self.quarantine(job, record, &signature)),
+            Verdict::Infected(signature) => return Err(self.quarantine(ctx, &signature)),
             Verdict::NotScanned(reason) => return Err((Outcome::NotScanned, reason).into()),
         }
 
-        // 5. seal: zstd, then OpenPGP, into the spool.
-        let spool = self.timed("seal", job, || self.seal(job, &mut file))?;
+        // 5. seal: zstd, then OpenPGP, into the spool. The bytes sealed must be the bytes
+        //    hashed, or the file changed in between.
+        let (spool, sealed_sha) = self.timed("seal", &job, || self.seal(&job, &mut file))?;
+        self.still_same(&file, &stat)?;
+        if sealed_sha != sha {
+            return Err(Stop::Changed(
+                "content changed between hashing and sealing".into(),
+            ));
+        }
 
         // 6. gate 2: the spool file really is sealed, and its destination is allowed.
         let key = s.namer.key_for(&sha);
         let url = s.destination.url(&key);
-        record.destination = Some(url.clone());
-        self.timed("gate2", job, || s.gate2.check(&s.sealer, &spool.0, &url))
+        ctx.record.destination = Some(url.clone());
+        self.timed("gate2", &job, || s.gate2.check(&s.sealer, &spool.0, &url))
             .map_err(|reason| {
                 tracing::error!(job = job.id, stage = "gate2", reason = %reason, "gate 2 refused the upload");
                 failed("gate2", reason)
             })?;
         tracing::info!(job = job.id, stage = "gate2", destination = %url, "passed gate 2");
 
-        // 7. upload, then record the object in the index and the catalog.
-        let stored = self.timed("upload", job, || self.upload(job, &key, &spool.0))?;
+        // 7. upload; the caller records the object once it is durable.
+        let stored = self.timed("upload", &job, || self.upload(&job, &key, &spool.0))?;
         s.metrics.bytes_uploaded.inc_by(stored);
         tracing::info!(job = job.id, stage = "upload", object = %key, bytes = stored, "uploaded");
-        record.object = Some(key.clone());
-        self.record_version(job, record, &sha, &key, true)
+        Ok(Stored {
+            object: key,
+            new_content: true,
+        })
     }
 
-    fn record_version(
-        &self,
-        job: &Job,
-        record: &AuditRecord,
-        sha: &[u8; 32],
-        object: &str,
-        new_content: bool,
-    ) -> Result<(), Stop> {
-        let version = Version {
-            path: &job.path,
-            sha256: sha,
-            object,
-            size: record.size.unwrap_or(0),
-            mtime: record.mtime.unwrap_or(0),
-            classification: record.classification.as_deref().unwrap_or("unclassified"),
-        };
-        self.stages
-            .state
-            .record(&version, new_content)
-            .map_err(|e| failed("record", e))
-    }
-
-    fn quarantine(&self, job: &Job, record: &AuditRecord, signature: &str) -> Stop {
+    fn quarantine(&self, ctx: &Ctx, signature: &str) -> Stop {
         let s = &*self.stages;
-        let sha = record.sha256.as_deref().unwrap_or("");
-        let size = record.size.unwrap_or(0);
+        let sha = ctx.record.sha256.as_deref().unwrap_or("");
+        let size = ctx.record.size.unwrap_or(0);
         match s
             .quarantine
-            .take(s.source.as_fd(), &job.path, signature, sha, size)
+            .take(s.source.as_fd(), &ctx.job.path, signature, sha, size)
         {
             Ok(to) => {
-                (s.on_removed)(&job.path);
+                (s.on_removed)(&ctx.job.path);
                 let reason = format!("infected ({signature}); moved to {}", to.display());
                 (Outcome::Infected, reason).into()
             }
             Err(e) => {
-                tracing::error!(job = job.id, error = %e, "cannot quarantine infected file");
+                tracing::error!(job = ctx.job.id, error = %e, "cannot quarantine infected file");
                 let reason = format!("infected ({signature}); quarantine failed: {e}");
-                (Outcome::Infected, reason).into()
+                (Outcome::Failed, reason).into()
             }
         }
     }
 
-    /// Seals the file into a spool file; a full spool disk is waited out, not fatal.
-    fn seal(&self, job: &Job, file: &mut File) -> Result<SpoolFile, Stop> {
+    /// Seals the file into a spool file and returns it with the SHA-256 of the bytes that
+    /// went in. A full spool disk is waited out, not fatal.
+    fn seal(&self, job: &JobRow, file: &mut File) -> Result<(SpoolFile, [u8; 32]), Stop> {
         let s = &*self.stages;
         let spool = SpoolFile(s.spool.join(format!("{}.pgp", job.id)));
-        self.retry("seal", job, None, || {
+        let sha = self.retry("seal", job, None, || {
             let io_failure = |e: io::Error| match e.raw_os_error() {
                 Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
                     Attempt::Retry(format!("spool {}: {e}", spool.0.display()))
@@ -510,17 +581,19 @@ impl Worker {
                 .map_err(|e| Attempt::Give(failed("seal", e)))?;
             let out = File::create(&spool.0).map_err(io_failure)?;
             let mut out = BufWriter::with_capacity(dedup::CHUNK, out);
-            s.sealer.seal(&*file, &mut out).map_err(|e| match e {
+            let mut input = dedup::HashingReader::new(&*file);
+            s.sealer.seal(&mut input, &mut out).map_err(|e| match e {
                 seal::SealError::Io(e) => io_failure(e),
                 other => Attempt::Give(failed("seal", other)),
             })?;
             let out = out.into_inner().map_err(|e| io_failure(e.into_error()))?;
-            out.sync_all().map_err(io_failure)
+            out.sync_all().map_err(io_failure)?;
+            Ok(input.finish().0)
         })?;
-        Ok(spool)
+        Ok((spool, sha))
     }
 
-    fn upload(&self, job: &Job, key: &str, spool: &Path) -> Result<u64, Stop> {
+    fn upload(&self, job: &JobRow, key: &str, spool: &Path) -> Result<u64, Stop> {
         let s = &*self.stages;
         self.retry("upload", job, Some(&s.metrics.destination_up), || {
             s.destination.put(key, spool).map_err(|e| match e {
@@ -534,13 +607,8 @@ impl Worker {
     }
 }
 
-/// One try at a stage that talks to something outside: try again, or give up.
-enum Attempt {
-    Retry(String),
-    Give(Stop),
-}
-
-/// Creates the spool directory and clears files a previous run left behind.
+/// Creates the spool directory, clears files a previous run left behind, and proves it is
+/// writable.
 pub fn prepare_spool(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(dir)? {
@@ -549,7 +617,5 @@ pub fn prepare_spool(dir: &Path) -> io::Result<()> {
             std::fs::remove_file(&path)?;
         }
     }
-    let mut marker = File::create(dir.join(".writable"))?;
-    marker.write_all(b"")?;
-    Ok(())
+    File::create(dir.join(".writable")).map(drop)
 }

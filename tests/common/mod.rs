@@ -533,6 +533,8 @@ workers = 2
 retry-delay = "200ms"
 retry-max-delay = "1s"
 drain-timeout = "5s"
+settle-delay = "200ms"
+max-delay = "5s"
 [classify]
 sensitive-keywords = ["confidential", "password", "client data"]
 [policy]

@@ -1,0 +1,160 @@
+//! Catch-up on start: find every file that changed while nothing was watching (the daemon
+//! was stopped, crashed, or someone wrote straight into the source directory) and queue it.
+//!
+//! Each regular file's device, inode, size, mtime and ctime are compared with what the
+//! pipeline recorded when it last finished with that path; only files that differ are
+//! queued, so an unchanged tree is never re-read.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::queue::Queue;
+use crate::metrics::Metrics;
+use crate::state::{FileStat, StateError};
+
+/// How many files catch-up looked at, and how many it queued.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub files: u64,
+    pub queued: u64,
+    pub unreadable_dirs: u64,
+}
+
+const PROGRESS_EVERY: u64 = 10_000;
+
+/// Walks `source` (never following symlinks) and queues what changed.
+pub fn run(source: &Path, queue: &Queue, metrics: &Metrics) -> Result<Summary, StateError> {
+    let started = Instant::now();
+    metrics.catchup_running.set(1);
+    let seen = queue.state().seen_files()?;
+    tracing::info!(known = seen.len(), "catch-up started");
+    let mut walk = Walk {
+        source,
+        seen,
+        queue,
+        metrics,
+        summary: Summary::default(),
+    };
+    walk.dir(source);
+    metrics.catchup_running.set(0);
+    let s = walk.summary;
+    tracing::info!(
+        files = s.files,
+        queued = s.queued,
+        unreadable_dirs = s.unreadable_dirs,
+        seconds = started.elapsed().as_secs_f64(),
+        "catch-up finished"
+    );
+    Ok(s)
+}
+
+struct Walk<'a> {
+    source: &'a Path,
+    seen: HashMap<PathBuf, FileStat>,
+    queue: &'a Queue,
+    metrics: &'a Metrics,
+    summary: Summary,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: &Path) {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "catch-up cannot read directory");
+                self.summary.unreadable_dirs += 1;
+                return;
+            }
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let path = entry.path();
+            if meta.is_dir() {
+                self.dir(&path);
+            } else if meta.is_file() {
+                self.file(&path, &meta);
+            }
+        }
+    }
+
+    fn file(&mut self, path: &Path, meta: &fs::Metadata) {
+        let Ok(rel) = path.strip_prefix(self.source) else {
+            return;
+        };
+        let now = FileStat::of_meta(meta);
+        self.summary.files += 1;
+        let result = if self.seen.get(rel) == Some(&now) {
+            "unchanged"
+        } else {
+            self.queue.push_now(rel);
+            self.summary.queued += 1;
+            "queued"
+        };
+        self.metrics
+            .catchup_files
+            .with_label_values(&[result])
+            .inc();
+        if self.summary.files % PROGRESS_EVERY == 0 {
+            tracing::info!(
+                files = self.summary.files,
+                queued = self.summary.queued,
+                "catch-up progress"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn queues_new_and_changed_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("src");
+        fs::create_dir_all(source.join("sub")).unwrap();
+        fs::write(source.join("a.txt"), b"a").unwrap();
+        fs::write(source.join("sub/b.txt"), b"b").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", source.join("link")).unwrap();
+        let state = Arc::new(crate::state::State::open(&dir.path().join("state")).unwrap());
+        let metrics = Metrics::new().unwrap();
+        let queue = Queue::new(
+            state.clone(),
+            metrics.clone(),
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+
+        let first = run(&source, &queue, &metrics).unwrap();
+        assert_eq!(
+            (first.files, first.queued),
+            (2, 2),
+            "symlinks are not followed"
+        );
+
+        // Record both as processed, then change one.
+        for job in state.due_jobs(i64::MAX, 10).unwrap() {
+            let st = FileStat::of_meta(&fs::metadata(source.join(&job.path)).unwrap());
+            let done = crate::state::Finish {
+                version: None,
+                seen: Some((st, "uploaded")),
+            };
+            state.finish(&job, done).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(source.join("sub/b.txt"), b"changed").unwrap();
+        let second = run(&source, &queue, &metrics).unwrap();
+        assert_eq!((second.files, second.queued), (2, 1));
+        let queued: Vec<_> = state
+            .due_jobs(i64::MAX, 10)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.path)
+            .collect();
+        assert_eq!(queued, [PathBuf::from("sub/b.txt")]);
+    }
+}

@@ -1,0 +1,151 @@
+//! The job queue: durable rows in the state database, plus which jobs workers hold now.
+//!
+//! The mount pushes a path when a handle that changed it is released; the row is committed
+//! before `release` returns. A path closed again while it waits is not queued twice: its
+//! settle time moves on, bounded by the maximum delay, so a file rewritten in a burst is
+//! backed up once per settled version and a file that never stops changing is still backed
+//! up at least every `pipeline.max-delay`.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::fs::ChangeSink;
+use crate::metrics::Metrics;
+use crate::state::{JobRow, State, StateError};
+
+pub struct Queue {
+    state: Arc<State>,
+    metrics: Arc<Metrics>,
+    settle_ms: i64,
+    max_delay_ms: i64,
+    /// Jobs a worker holds now; never handed to a second worker.
+    claimed: Mutex<HashSet<i64>>,
+    wake: Condvar,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Queue {
+    pub fn new(
+        state: Arc<State>,
+        metrics: Arc<Metrics>,
+        settle: Duration,
+        max_delay: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            metrics,
+            settle_ms: settle.as_millis() as i64,
+            max_delay_ms: max_delay.as_millis() as i64,
+            claimed: Mutex::default(),
+            wake: Condvar::new(),
+        })
+    }
+
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a changed file to be backed up once it settles.
+    pub fn push(&self, path: &Path) {
+        self.push_after(path, self.settle_ms);
+    }
+
+    /// Queues a file found changed by catch-up: it has long settled.
+    pub fn push_now(&self, path: &Path) {
+        self.push_after(path, 0);
+    }
+
+    fn push_after(&self, path: &Path, settle_ms: i64) {
+        match self
+            .state
+            .enqueue(path, now_ms(), settle_ms, self.max_delay_ms)
+        {
+            Ok(()) => {
+                tracing::debug!(path = %path.display(), "queued");
+                self.wake.notify_one();
+            }
+            // Nothing more can be done on a FUSE thread; catch-up finds the file at the
+            // next start because its recorded state is stale.
+            Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot queue file"),
+        }
+    }
+
+    /// Takes the oldest due job no other worker holds, waiting up to `timeout` for one.
+    pub fn take(&self, timeout: Duration) -> Result<Option<JobRow>, StateError> {
+        let mut claimed = self.claimed();
+        let due = self.state.due_jobs(now_ms(), claimed.len() + 1)?;
+        if let Some(job) = due.into_iter().find(|j| !claimed.contains(&j.id)) {
+            claimed.insert(job.id);
+            self.metrics.in_flight.set(claimed.len() as i64);
+            return Ok(Some(job));
+        }
+        let _ = self.wake.wait_timeout(claimed, timeout);
+        Ok(None)
+    }
+
+    /// Lets go of a job, whatever became of it.
+    pub fn release(&self, job: &JobRow) {
+        let mut claimed = self.claimed();
+        claimed.remove(&job.id);
+        self.metrics.in_flight.set(claimed.len() as i64);
+    }
+
+    /// Number of jobs workers hold now.
+    pub fn in_flight(&self) -> usize {
+        self.claimed().len()
+    }
+
+    /// Refreshes the queue gauges from the database; returns (pending, failed).
+    pub fn refresh_gauges(&self) -> (u64, u64) {
+        match self.state.job_counts() {
+            Ok((pending, failed)) => {
+                self.metrics.queue_depth.set(pending as i64);
+                self.metrics.failed_jobs.set(failed as i64);
+                (pending, failed)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot count queued jobs");
+                (0, 0)
+            }
+        }
+    }
+}
+
+impl ChangeSink for Queue {
+    fn changed(&self, path: &Path) {
+        self.push(path);
+    }
+
+    fn renamed(&self, from: &Path, to: &Path, regular_file: bool) {
+        match self.state.rename_jobs(from, to) {
+            Ok(true) => {
+                tracing::debug!(from = %from.display(), to = %to.display(), "queued job follows rename")
+            }
+            // Already backed up under the old name: record it under the new one too (dedup
+            // makes this a catalog entry, not a second upload).
+            Ok(false) if regular_file => self.push(to),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(from = %from.display(), to = %to.display(), error = %e, "cannot move queued job");
+                if regular_file {
+                    self.push(to);
+                }
+            }
+        }
+    }
+
+    fn refused(&self, _path: &Path) {
+        self.metrics.refused_names.inc();
+    }
+}
