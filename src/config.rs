@@ -410,7 +410,7 @@ impl Config {
     pub fn from_toml(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: parse_message(text, &e),
         })?;
         config.validate(path)
     }
@@ -552,6 +552,38 @@ impl DestinationConfig {
         };
         join_url(&root, &self.prefix)
     }
+}
+
+/// One line for a TOML error: where it is, which key, and what is wrong.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    let Some(span) = e.span() else {
+        return message.to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    match key_at(text, line) {
+        Some(key) => format!("line {line}, column {column}: key `{key}`: {message}"),
+        None => format!("line {line}, column {column}: {message}"),
+    }
+}
+
+/// The dotted key assigned on line `line` (1-based), with its `[section]`.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (name, _) = lines.get(line - 1)?.split_once('=')?;
+    let name = name.trim();
+    let section = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(['[', ']']).trim());
+    Some(match section {
+        Some(section) => format!("{section}.{name}"),
+        None => name.to_string(),
+    })
 }
 
 /// Joins URL segments with exactly one slash between them.

@@ -177,10 +177,10 @@ impl Metrics {
         for stage in STAGES {
             stage_seconds.with_label_values(&[stage]);
         }
-        for stage in ["scan", "upload"] {
+        for stage in ["scan", "seal", "upload"] {
             retries.with_label_values(&[stage]);
         }
-        for result in ["queued", "unchanged"] {
+        for result in ["queued", "unchanged", "already-queued"] {
             catchup_files.with_label_values(&[result]);
         }
         clamd_up.set(1);

@@ -482,6 +482,19 @@ impl State {
         })
     }
 
+    /// Paths with a job, pending or failed.
+    pub fn job_paths(&self) -> Result<std::collections::HashSet<PathBuf>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT path FROM jobs")
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok(path_from(r.get(0)?)))
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_err(e))
+    }
+
     /// Every path the pipeline finished with, and the file as it was then.
     pub fn seen_files(&self) -> Result<HashMap<PathBuf, FileStat>, StateError> {
         let conn = self.conn();

@@ -5,7 +5,7 @@
 //! pipeline recorded when it last finished with that path; only files that differ are
 //! queued, so an unchanged tree is never re-read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -29,10 +29,16 @@ pub fn run(source: &Path, queue: &Queue, metrics: &Metrics) -> Result<Summary, S
     let started = Instant::now();
     metrics.catchup_running.set(1);
     let seen = queue.state().seen_files()?;
-    tracing::info!(known = seen.len(), "catch-up started");
+    let queued = queue.state().job_paths()?;
+    tracing::info!(
+        known = seen.len(),
+        queued = queued.len(),
+        "catch-up started"
+    );
     let mut walk = Walk {
         source,
         seen,
+        queued,
         queue,
         metrics,
         summary: Summary::default(),
@@ -53,6 +59,8 @@ pub fn run(source: &Path, queue: &Queue, metrics: &Metrics) -> Result<Summary, S
 struct Walk<'a> {
     source: &'a Path,
     seen: HashMap<PathBuf, FileStat>,
+    /// Paths with a job already: pending ones run anyway, failed ones wait for an operator.
+    queued: HashSet<PathBuf>,
     queue: &'a Queue,
     metrics: &'a Metrics,
     summary: Summary,
@@ -85,7 +93,9 @@ impl Walk<'_> {
         };
         let now = FileStat::of_meta(meta);
         self.summary.files += 1;
-        let result = if self.seen.get(rel) == Some(&now) {
+        let result = if self.queued.contains(rel) {
+            "already-queued"
+        } else if self.seen.get(rel) == Some(&now) {
             "unchanged"
         } else {
             self.queue.push_now(rel);

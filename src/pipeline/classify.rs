@@ -6,6 +6,7 @@
 
 use std::io::{self, Read};
 
+use aho_corasick::AhoCorasick;
 use serde::Serialize;
 
 use super::dedup::CHUNK;
@@ -36,7 +37,8 @@ pub struct Classification {
 }
 
 pub struct Classifier {
-    keywords: Vec<Vec<u8>>,
+    /// All keywords in one automaton, matched ASCII-case-insensitively in a single pass.
+    keywords: Option<AhoCorasick>,
     overlap: usize,
 }
 
@@ -45,14 +47,21 @@ const PERSONAL_WINDOW: usize = 256;
 
 impl Classifier {
     pub fn new(keywords: &[String]) -> Self {
-        let keywords: Vec<Vec<u8>> = keywords
+        let keywords: Vec<&str> = keywords
             .iter()
-            .map(|k| k.trim().to_lowercase().into_bytes())
+            .map(|k| k.trim())
             .filter(|k| !k.is_empty())
             .collect();
-        let longest = keywords.iter().map(Vec::len).max().unwrap_or(0);
+        let longest = keywords.iter().map(|k| k.len()).max().unwrap_or(0);
+        let automaton = (!keywords.is_empty())
+            .then(|| {
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(&keywords)
+            })
+            .and_then(Result::ok);
         Self {
-            keywords,
+            keywords: automaton,
             overlap: longest.max(PERSONAL_WINDOW),
         }
     }
@@ -68,15 +77,15 @@ impl Classifier {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            window.extend(buf[..n].iter().map(u8::to_ascii_lowercase));
-            if self.has_keyword(&window) {
+            window.extend_from_slice(&buf[..n]);
+            if self.keywords.as_ref().is_some_and(|k| k.is_match(&window)) {
                 return Ok(Classification {
                     class: Class::Sensitive,
                     detectors: vec!["keyword"],
                 });
             }
-            email |= has_email(&window);
-            card |= has_card_number(&window);
+            email = email || has_email(&window);
+            card = card || has_card_number(&window);
             let keep = window.len().saturating_sub(self.overlap);
             window.drain(..keep);
         }
@@ -90,12 +99,6 @@ impl Classifier {
             Class::Personal
         };
         Ok(Classification { class, detectors })
-    }
-
-    fn has_keyword(&self, lowered: &[u8]) -> bool {
-        self.keywords
-            .iter()
-            .any(|k| lowered.windows(k.len()).any(|w| w == k.as_slice()))
     }
 }
 

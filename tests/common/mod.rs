@@ -114,7 +114,7 @@ impl Clamd {
             &conf,
             format!(
                 "Foreground yes\nDatabaseDirectory {}\nLocalSocket {}\nTemporaryDirectory {}\n\
-                 LogFile {}\nStreamMaxLength {stream_max}\nMaxScanSize 256M\nMaxFileSize 256M\n",
+                 LogFile {}\nStreamMaxLength {stream_max}\nMaxScanSize 512M\nMaxFileSize 512M\n",
                 db.display(),
                 socket.display(),
                 tmp.display(),
@@ -170,7 +170,8 @@ impl Drop for Clamd {
 pub struct S3 {
     pub endpoint: String,
     pub data: PathBuf,
-    child: Child,
+    port: u16,
+    child: Option<Child>,
 }
 
 impl S3 {
@@ -178,28 +179,43 @@ impl S3 {
         let data = dir.join("s3");
         std::fs::create_dir_all(data.join(BUCKET)).unwrap();
         let port = free_port();
+        let mut s3 = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            data,
+            port,
+            child: None,
+        };
+        s3.resume();
+        s3
+    }
+
+    /// Starts the server (again) on the same port and data directory.
+    pub fn resume(&mut self) {
         let child = Command::new(tool("BACKUPFS_TEST_S3S_FS", &["~/.cargo/bin/s3s-fs"]))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&data)
+            .arg(&self.data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start s3s-fs");
+        self.child = Some(child);
+        let port = self.port;
         wait_for("s3s-fs to listen", Duration::from_secs(30), || {
             TcpStream::connect(("127.0.0.1", port)).ok()
         });
-        Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            data,
-            child,
+    }
+
+    pub fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, Duration::from_secs(5));
         }
     }
 }
 
 impl Drop for S3 {
     fn drop(&mut self) {
-        stop(&mut self.child, Duration::from_secs(5));
+        self.pause();
     }
 }
 
@@ -208,12 +224,18 @@ pub struct Options {
     pub max_file_size: &'static str,
     /// clamd's own StreamMaxLength.
     pub clamd_stream_max: &'static str,
+    /// `scan.max-stream-size`: what backupfs believes clamd accepts.
+    pub max_stream_size: &'static str,
     /// Extra lines for the `[destination]` section.
     pub destination_extra: &'static str,
     /// `destination.allowed`; `None` allows exactly the configured bucket and prefix.
     pub allowed: Option<&'static str>,
     /// Write to a local directory (`kind = "dir"`) instead of the S3 server.
     pub dir_destination: bool,
+    /// `pipeline.drain-timeout`.
+    pub drain_timeout: &'static str,
+    /// Extra lines for the `[state]` section.
+    pub state_extra: String,
 }
 
 impl Default for Options {
@@ -221,9 +243,12 @@ impl Default for Options {
         Self {
             max_file_size: "5GiB",
             clamd_stream_max: "64M",
+            max_stream_size: "64MiB",
             destination_extra: "",
             allowed: None,
             dir_destination: false,
+            drain_timeout: "5s",
+            state_extra: String::new(),
         }
     }
 }
@@ -326,6 +351,59 @@ impl Stack {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would, and clears the dead mount.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(&self.mnt)
+                .status();
+        }
+    }
+
+    /// Opens the daemon's state database, read-only, as an operator would with sqlite3.
+    pub fn db(&self) -> rusqlite::Connection {
+        let path = self.dir.path().join("state/index.sqlite3");
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the state database");
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
+    }
+
+    /// The newest catalog entry for each path: (sha256 hex, object).
+    pub fn catalog(&self) -> std::collections::HashMap<String, (String, String)> {
+        let conn = self.db();
+        let mut stmt = conn
+            .prepare("SELECT path, sha256, object FROM catalog ORDER BY id")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                let path: Vec<u8> = r.get(0)?;
+                let sha: Vec<u8> = r.get(1)?;
+                Ok((
+                    String::from_utf8_lossy(&path).into_owned(),
+                    (hex::encode(sha), r.get::<_, String>(2)?),
+                ))
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// Rows left in the job queue.
+    pub fn queued_jobs(&self) -> i64 {
+        self.db()
+            .query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))
+            .unwrap()
     }
 
     /// Stops the daemon with SIGTERM and returns its exit status.
@@ -524,6 +602,7 @@ source = "source"
 mountpoint = "mnt"
 [state]
 dir = "state"
+{state_extra}
 [log]
 file = "logs/backup_pipeline.log"
 audit = "logs/uploads.jsonl"
@@ -532,7 +611,7 @@ quarantine-dir = "logs/quarantine"
 workers = 2
 retry-delay = "200ms"
 retry-max-delay = "1s"
-drain-timeout = "5s"
+drain-timeout = "{drain}"
 settle-delay = "200ms"
 max-delay = "5s"
 [classify]
@@ -542,7 +621,7 @@ max-file-size = "{max}"
 blacklist = ["**/*.exe"]
 [scan]
 clamd = "unix:{sock}"
-max-stream-size = "64MiB"
+max-stream-size = "{max_stream}"
 [encrypt]
 passphrase-file = "{root}/passphrase"
 zstd-level = 3
@@ -555,6 +634,9 @@ listen = "127.0.0.1:{metrics_port}"
         sock = clamd.socket.display(),
         root = root.display(),
         destination_extra = opts.destination_extra,
+        drain = opts.drain_timeout,
+        max_stream = opts.max_stream_size,
+        state_extra = opts.state_extra,
         destination = destination_text(root, s3, opts),
     )
 }
