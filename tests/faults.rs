@@ -84,11 +84,23 @@ fn check_objects(stack: &Stack, files: &BTreeMap<String, String>) {
 }
 
 #[test]
+/// `BACKUPFS_CRASH_FILES` and `BACKUPFS_CRASH_KILLS` scale this up; scripts/fault-crash.sh
+/// runs the long variant (1,000 files, 20 kills).
 fn kill_minus_nine_at_random_moments_loses_nothing() {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (count, kills) = (
+        env("BACKUPFS_CRASH_FILES", 120),
+        env("BACKUPFS_CRASH_KILLS", 5),
+    );
     let mut rng = Rng(seed());
     let mut stack = Stack::start();
     let mut files = BTreeMap::new();
-    for i in 0..120 {
+    for i in 0..count {
         let len = match i % 10 {
             0 => 1 << 20 | rng.below(1 << 20) as usize,
             1..=3 => 64 << 10 | rng.below(64 << 10) as usize,
@@ -100,8 +112,12 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
         stack.put_file(&name, &data);
         files.insert(name, sha_hex(&data));
     }
-    for round in 0..5 {
+    let mut killed_mid_backup = 0;
+    for round in 0..kills {
         std::thread::sleep(Duration::from_millis(100 + rng.below(900)));
+        if stack.queued_jobs() > 0 {
+            killed_mid_backup += 1;
+        }
         eprintln!(
             "kill -9, round {round}: {} of {} files recorded",
             stack.catalog().len(),
@@ -110,11 +126,18 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
         stack.kill9();
         stack.mount();
     }
-    wait_all_backed_up(&stack, &files, Duration::from_secs(180));
+    wait_all_backed_up(&stack, &files, Duration::from_secs(180 + 2 * count as u64));
     check_objects(&stack, &files);
     wait_for("an empty queue", Duration::from_secs(30), || {
         (stack.queued_jobs() == 0).then_some(())
     });
+    assert!(
+        killed_mid_backup > 0,
+        "no kill landed while files were queued"
+    );
+    eprintln!(
+        "files: {count}, kills: {kills} ({killed_mid_backup} with files queued), files lost: 0"
+    );
 }
 
 #[test]
