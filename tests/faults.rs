@@ -441,6 +441,18 @@ fn full_spool_waits_with_a_clear_error_then_lands() {
 }
 
 #[test]
+fn a_full_source_disk_reaches_the_writer_as_enospc() {
+    let stack = Stack::start();
+    std::fs::create_dir(stack.source.join("small")).unwrap();
+    let _tiny = Tmpfs::mount(&stack.source.join("small"), "1m");
+    stack.put_file("small/fits.txt", b"fits\n");
+    let data = vec![7u8; 2 << 20];
+    let err = std::fs::write(stack.mnt.join("small/too-big.bin"), &data).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert_eq!(stack.wait_audit("small/fits.txt")["outcome"], "uploaded");
+}
+
+#[test]
 fn failed_jobs_wait_for_an_operator_then_retry() {
     let mut stack = Stack::with(Options {
         allowed: Some("s3://backups/elsewhere"),

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+#
+# scripts/bench-catchup.sh - how long catch-up on start takes for a tree of unchanged
+# files, against a native walk that stats the same files (find -printf), in the same run.
+#
+# Usage (as root):
+#
+#     bash scripts/bench-catchup.sh [FILES]      # default 100000
+#
+# It writes FILES small files (100 distinct contents, 200 directories) straight into a
+# source directory, mounts once so that catch-up queues and backs up all of them, stops,
+# then mounts again and reads the second catch-up's time from the log ("catch-up
+# finished"). It prints that time, the native walk's time and their ratio.
+# Environment: BACKUPFS_BENCH_NO_BUILD=1 uses the existing target/release/backupfs.
+
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/services.sh
+. "$repo/scripts/lib/services.sh"
+
+export AWS_EC2_METADATA_DISABLED=true
+FILES=${1:-100000}
+BIN=$repo/target/release/backupfs
+WORK=""
+DAEMON_PID=""
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    bfs_stop_pid "$DAEMON_PID" 60
+    if [[ -n $WORK ]] && awk -v m="$WORK/mnt" '$2 == m {f=1} END {exit !f}' /proc/mounts; then
+        fusermount3 -u -z "$WORK/mnt" 2>/dev/null || umount -l "$WORK/mnt"
+    fi
+    bfs_stop_pid "${BFS_CLAMD_PID:-}"
+    bfs_stop_pid "${BFS_S3_PID:-}"
+    [[ -n $WORK ]] && rm -rf -- "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+[[ $(id -u) -eq 0 ]] || { bfs_err "run as root (FUSE mount)"; exit 1; }
+bfs_ensure_packages
+bfs_ensure_rust
+bfs_ensure_s3s_fs
+if [[ ${BACKUPFS_BENCH_NO_BUILD:-0} != 1 ]]; then
+    (cd "$repo" && cargo build --release --quiet)
+fi
+
+WORK=$(mktemp -d /tmp/backupfs-catchup.XXXXXX)
+mkdir -p "$WORK/source" "$WORK/mnt"
+bfs_start_clamd "$WORK/clamd" >/dev/null
+bfs_start_s3 "$WORK" backups >/dev/null
+(umask 077 && head -c 24 /dev/urandom | base64 >"$WORK/passphrase")
+METRICS_PORT=$(bfs_free_port)
+cat >"$WORK/backupfs.toml" <<CONF
+[mount]
+source = "source"
+mountpoint = "mnt"
+[state]
+dir = "state"
+[log]
+file = "logs/backup_pipeline.log"
+audit = "logs/uploads.jsonl"
+quarantine-dir = "logs/quarantine"
+[scan]
+clamd = "unix:$BFS_CLAMD_SOCKET"
+[encrypt]
+passphrase-file = "passphrase"
+[destination]
+kind = "s3"
+bucket = "backups"
+prefix = "bench"
+endpoint = "$BFS_S3_ENDPOINT"
+path-style = true
+allowed = ["s3://backups/bench"]
+[metrics]
+listen = "127.0.0.1:$METRICS_PORT"
+CONF
+
+echo "writing $FILES files into the source directory"
+python3 - "$WORK/source" "$FILES" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, f"d{i % 200:03d}")
+    if i < 200:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:06d}.txt"), "w") as f:
+        f.write(f"content {i % 100}\n" * 8)
+PY
+
+metric() {
+    curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'
+}
+
+start_daemon() {
+    "$BIN" mount --config "$WORK/backupfs.toml" >>"$WORK/daemon.out" 2>&1 &
+    DAEMON_PID=$!
+    for _ in $(seq 1 300); do
+        awk -v m="$WORK/mnt" '$2 == m {f=1} END {exit !f}' /proc/mounts && return 0
+        sleep 0.1
+    done
+    bfs_err "mount did not appear"
+    tail -n 20 "$WORK/daemon.out" >&2
+    return 1
+}
+
+stop_daemon() {
+    kill -TERM "$DAEMON_PID"
+    wait "$DAEMON_PID" || true
+    DAEMON_PID=""
+}
+
+echo "first start: catch-up queues every file; waiting for the backlog to drain"
+start_daemon
+first=$(date +%s)
+while :; do
+    sleep 2
+    depth=$(metric backupfs_queue_depth)
+    running=$(metric backupfs_catchup_running)
+    [[ $running == 0 && $depth == 0 ]] && break
+    echo "  queue depth ${depth:-?}"
+done
+echo "  backlog drained in $(($(date +%s) - first)) s"
+peak_first=$(awk '/VmHWM/ {print $2}' "/proc/$DAEMON_PID/status")
+stop_daemon
+
+echo "second start: nothing changed"
+start_daemon
+for _ in $(seq 1 600); do
+    [[ $(grep -c 'catch-up finished' "$WORK/logs/backup_pipeline.log") -ge 2 ]] && break
+    sleep 0.2
+done
+line=$(grep 'catch-up finished' "$WORK/logs/backup_pipeline.log" | tail -n 1)
+peak_second=$(awk '/VmHWM/ {print $2}' "/proc/$DAEMON_PID/status")
+stop_daemon
+catchup=$(sed -E 's/.*seconds=([0-9.]+).*/\1/' <<<"$line")
+queued=$(sed -E 's/.*queued=([0-9]+).*/\1/' <<<"$line")
+
+sync
+start=$(date +%s.%N)
+find "$WORK/source" -type f -printf '%i %s %T@ %C@\n' >/dev/null
+end=$(date +%s.%N)
+native=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.3f", b - a}')
+
+printf '\n%-44s %10s\n' "walk of $FILES unchanged files" "seconds"
+printf '%-44s %10.3f\n' "backupfs catch-up (queued: $queued)" "$catchup"
+printf '%-44s %10.3f\n' "native: find -printf of inode, size, times" "$native"
+awk -v c="$catchup" -v n="$native" 'BEGIN {printf "ratio catch-up / native walk: %.2f\n", c / n}'
+echo "daemon peak RSS: ${peak_first} KiB with all $FILES files queued, ${peak_second} KiB for the unchanged re-scan"
+[[ $queued == 0 ]]
