@@ -294,6 +294,60 @@ fn temp_then_rename_backs_up_the_final_name_only() {
 }
 
 #[test]
+fn a_burst_of_rewrites_is_backed_up_once_settled() {
+    let stack = Stack::with(Options {
+        settle_delay: "1s",
+        max_delay: "30s",
+        ..Options::default()
+    });
+    for i in 0..20 {
+        stack.put_file("draft.txt", format!("draft number {i}\n").as_bytes());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let files = BTreeMap::from([("draft.txt".to_string(), sha_hex(b"draft number 19\n"))]);
+    wait_all_backed_up(&stack, &files, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        stack.versions("draft.txt"),
+        1,
+        "one backup of the settled version"
+    );
+    assert_eq!(stack.objects().len(), 1);
+}
+
+#[test]
+fn a_file_that_never_settles_is_still_backed_up_every_max_delay() {
+    let stack = Stack::with(Options {
+        settle_delay: "1s",
+        max_delay: "2s",
+        ..Options::default()
+    });
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(7) {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(stack.mnt.join("app.log"))
+            .unwrap();
+        writeln!(log, "line {i}").unwrap();
+        drop(log);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let versions = stack.versions("app.log");
+    assert!(
+        versions >= 2,
+        "only {versions} backups while the log kept changing for 7 s"
+    );
+    assert!(
+        versions < 10,
+        "{versions} backups: the settle delay did not coalesce"
+    );
+}
+
+#[test]
 fn rewrite_during_upload_stores_the_final_bytes() {
     let stack = Stack::with(Options {
         clamd_stream_max: "300M",

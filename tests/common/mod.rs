@@ -234,6 +234,9 @@ pub struct Options {
     pub dir_destination: bool,
     /// `pipeline.drain-timeout`.
     pub drain_timeout: &'static str,
+    /// `pipeline.settle-delay` and `pipeline.max-delay`.
+    pub settle_delay: &'static str,
+    pub max_delay: &'static str,
     /// Extra lines for the `[state]` section.
     pub state_extra: String,
 }
@@ -248,6 +251,8 @@ impl Default for Options {
             allowed: None,
             dir_destination: false,
             drain_timeout: "5s",
+            settle_delay: "200ms",
+            max_delay: "5s",
             state_extra: String::new(),
         }
     }
@@ -397,6 +402,17 @@ impl Stack {
             })
             .unwrap();
         rows.map(Result::unwrap).collect()
+    }
+
+    /// How many versions of `path` the catalog holds.
+    pub fn versions(&self, path: &str) -> i64 {
+        self.db()
+            .query_row(
+                "SELECT COUNT(*) FROM catalog WHERE path = ?1",
+                [path.as_bytes()],
+                |r| r.get(0),
+            )
+            .unwrap()
     }
 
     /// Rows left in the job queue.
@@ -612,8 +628,8 @@ workers = 2
 retry-delay = "200ms"
 retry-max-delay = "1s"
 drain-timeout = "{drain}"
-settle-delay = "200ms"
-max-delay = "5s"
+settle-delay = "{settle}"
+max-delay = "{max_delay}"
 [classify]
 sensitive-keywords = ["confidential", "password", "client data"]
 [policy]
@@ -635,6 +651,8 @@ listen = "127.0.0.1:{metrics_port}"
         root = root.display(),
         destination_extra = opts.destination_extra,
         drain = opts.drain_timeout,
+        settle = opts.settle_delay,
+        max_delay = opts.max_delay,
         max_stream = opts.max_stream_size,
         state_extra = opts.state_extra,
         destination = destination_text(root, s3, opts),
