@@ -98,16 +98,46 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("backupfs: {e:#}");
-            tracing::error!(error = %format!("{e:#}"), "exiting");
+            let text = describe(&e);
+            eprintln!("backupfs: {text}");
+            tracing::error!(error = %text, "exiting");
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line, each cause shown once even when an outer
+/// message already quotes it.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let settings = Config::load(path)?;
-    crate::secret::read_passphrase(&settings.raw.encrypt.passphrase_file)?;
+    let cfg = &settings.raw;
+    crate::secret::read_passphrase(&cfg.encrypt.passphrase_file)?;
+    for (key, dir) in [
+        ("mount.source", &cfg.mount.source),
+        ("mount.mountpoint", &cfg.mount.mountpoint),
+    ] {
+        if !dir.is_dir() {
+            anyhow::bail!("{key} {}: not an existing directory", dir.display());
+        }
+    }
+    if let Some(warning) = settings.allowed_warning() {
+        eprintln!("warning: {warning}");
+    }
     println!("{}: ok", path.display());
     Ok(())
 }

@@ -311,11 +311,14 @@ impl<'de> Deserialize<'de> for ByteSize {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
-            Number(u64),
+            Number(i64),
             Text(String),
         }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(ByteSize(n)),
+        let raw = Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a size such as \"5GiB\" or 1048576"))?;
+        match raw {
+            Raw::Number(n) if n < 0 => Err(serde::de::Error::custom("a size must not be negative")),
+            Raw::Number(n) => Ok(ByteSize(n as u64)),
             Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -349,7 +352,7 @@ pub enum ClamdAddress {
 
 impl ClamdAddress {
     fn parse(text: &str) -> Result<Self, String> {
-        if let Some(path) = text.strip_prefix("unix:") {
+        if let Some(path) = text.strip_prefix("unix:").filter(|p| !p.is_empty()) {
             return Ok(ClamdAddress::Unix(PathBuf::from(path)));
         }
         if let Some(addr) = text.strip_prefix("tcp:") {
@@ -386,6 +389,30 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// A warning when `destination.allowed` does not cover the destination itself: gate 2
+    /// would then refuse every upload.
+    pub fn allowed_warning(&self) -> Option<String> {
+        let dest = &self.raw.destination;
+        let base = dest.base_url();
+        let covered = dest
+            .allowed
+            .iter()
+            .map(|a| a.trim_end_matches('/'))
+            .any(|a| {
+                base == a
+                    || base
+                        .strip_prefix(a)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            });
+        (!covered).then(|| {
+            format!(
+                "destination.allowed {:?} does not include the destination {base}: gate 2 will \
+                 refuse every upload",
+                dest.allowed
+            )
+        })
+    }
+
     /// Where sealed files wait for upload.
     pub fn spool_dir(&self) -> PathBuf {
         let state = &self.raw.state;
@@ -421,10 +448,10 @@ impl Config {
             key,
             message,
         };
-        let base = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let base = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         let base = std::path::absolute(&base).unwrap_or(base);
         self.resolve_paths(&base);
 
@@ -446,17 +473,16 @@ impl Config {
                 "must be between 1 and 22".into(),
             ));
         }
-        if self.log.quarantine_dir.starts_with(&self.mount.source) {
+        if self.policy.max_file_size.0 == 0 {
             return Err(invalid(
-                "log.quarantine-dir",
-                "must not be inside mount.source, or quarantined files would stay visible".into(),
+                "policy.max-file-size",
+                "must be greater than 0".into(),
             ));
         }
-        if self.mount.mountpoint == self.mount.source {
-            return Err(invalid(
-                "mount.mountpoint",
-                "must differ from mount.source".into(),
-            ));
+        self.check_placement()
+            .map_err(|(key, message)| invalid(key, message))?;
+        for ext in &mut self.policy.allowed_extensions {
+            *ext = ext.trim().trim_start_matches('.').to_ascii_lowercase();
         }
         self.destination
             .validate()
@@ -480,6 +506,54 @@ impl Config {
             clamd,
             metrics_listen,
         })
+    }
+
+    /// Directories that must not nest: the mount inside its own source deadlocks, and
+    /// state, spool or quarantine inside the source or the mount would be backed up or
+    /// seen by applications.
+    fn check_placement(&self) -> Result<(), (&'static str, String)> {
+        let (source, mnt) = (&self.mount.source, &self.mount.mountpoint);
+        if mnt == source {
+            return Err(("mount.mountpoint", "must differ from mount.source".into()));
+        }
+        if mnt.starts_with(source) {
+            return Err((
+                "mount.mountpoint",
+                format!(
+                    "must not be inside mount.source ({}): the mount would contain itself",
+                    source.display()
+                ),
+            ));
+        }
+        if source.starts_with(mnt) {
+            return Err((
+                "mount.source",
+                format!("must not be inside mount.mountpoint ({})", mnt.display()),
+            ));
+        }
+        let inside = |p: &Path| p.starts_with(source) || p.starts_with(mnt);
+        let spool = self
+            .state
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| self.state.dir.join("spool"));
+        for (key, dir) in [
+            ("state.dir", &self.state.dir),
+            ("state.spool-dir", &spool),
+            ("log.quarantine-dir", &self.log.quarantine_dir),
+        ] {
+            if inside(dir) {
+                return Err((
+                    key,
+                    format!(
+                        "{} must not be inside mount.source or mount.mountpoint: its files would be \
+                         visible in the drop folder and backed up",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -534,6 +608,15 @@ impl DestinationConfig {
                     self.base_url()
                 ),
             ));
+        }
+        if let Some(endpoint) = &self.endpoint {
+            let scheme_ok = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+            if !scheme_ok || endpoint.split("://").nth(1).is_none_or(str::is_empty) {
+                return Err((
+                    "destination.endpoint",
+                    format!("`{endpoint}` is not a URL such as http://127.0.0.1:9000"),
+                ));
+            }
         }
         if self.part_size.0 < 5 << 20 {
             return Err(("destination.part-size", "must be at least 5MiB".into()));
@@ -601,8 +684,10 @@ pub fn join_url(base: &str, rest: &str) -> String {
 fn compile_globs(patterns: &[String]) -> Result<GlobSet, String> {
     let mut builder = GlobSetBuilder::new();
     for pattern in patterns {
+        // Case-insensitive: `*.exe` must also stop `SETUP.EXE`.
         let glob = globset::GlobBuilder::new(pattern)
             .literal_separator(true)
+            .case_insensitive(true)
             .build()
             .map_err(|e| format!("bad glob `{pattern}`: {e}"))?;
         builder.add(glob);
@@ -671,6 +756,19 @@ mod tests {
             ("[metrics]\nlisten = \"nowhere\"\n", "", "metrics.listen"),
             ("[policy]\nblacklist = [\"a[\"]\n", "", "policy.blacklist"),
             ("", "zstd-level = 99\n", "encrypt.zstd-level"),
+            ("[scan]\nclamd = \"unix:\"\n", "", "scan.clamd"),
+            (
+                "[policy]\nmax-file-size = \"0\"\n",
+                "",
+                "policy.max-file-size",
+            ),
+            ("[policy]\nmax-file-size = -5\n", "", "max-file-size"),
+            ("[state]\ndir = \"/srv/data/.state\"\n", "", "state.dir"),
+            (
+                "[state]\nspool-dir = \"/mnt/drop/spool\"\n",
+                "",
+                "state.spool-dir",
+            ),
         ];
         for (extra, encrypt_extra, key) in cases {
             let text = MINIMAL.replace(
@@ -694,6 +792,45 @@ mod tests {
         let dir = MINIMAL.replace("kind = \"s3\"", "kind = \"dir\"");
         let err = load(&dir).unwrap_err().to_string();
         assert!(err.contains("destination.path"), "{err}");
+    }
+
+    #[test]
+    fn nested_mount_and_source_are_refused() {
+        let inner = MINIMAL.replace(
+            "mountpoint = \"/mnt/drop\"",
+            "mountpoint = \"/srv/data/inner\"",
+        );
+        let err = load(&inner).unwrap_err().to_string();
+        assert!(
+            err.contains("mount.mountpoint") && err.contains("inside"),
+            "{err}"
+        );
+        let outer = MINIMAL.replace("source = \"/srv/data\"", "source = \"/mnt/drop/src\"");
+        let err = load(&outer).unwrap_err().to_string();
+        assert!(err.contains("mount.source"), "{err}");
+        let bad_url = MINIMAL.replace(
+            "prefix = \"host-a\"",
+            "prefix = \"host-a\"\nendpoint = \"not a url\"",
+        );
+        let err = load(&bad_url).unwrap_err().to_string();
+        assert!(err.contains("destination.endpoint"), "{err}");
+    }
+
+    #[test]
+    fn bare_config_file_name_resolves_against_the_working_directory() {
+        let s = Config::from_toml(MINIMAL, Path::new("config.toml")).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(s.raw.state.dir, Path::new("/var/lib/backupfs"));
+        assert_eq!(s.raw.log.file, cwd.join("logs/backup_pipeline.log"));
+    }
+
+    #[test]
+    fn blacklist_ignores_case_and_extensions_lose_their_dot() {
+        let text = MINIMAL.to_string()
+            + "[policy]\nblacklist = [\"**/*.exe\"]\nallowed-extensions = [\".TXT\"]\n";
+        let s = load(&text).unwrap();
+        assert!(s.blacklist.is_match("dir/SETUP.EXE"));
+        assert_eq!(s.raw.policy.allowed_extensions, ["txt"]);
     }
 
     #[test]

@@ -27,15 +27,21 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let settings = Config::load(config_path)?;
     let cfg = &settings.raw;
     let passphrase = crate::secret::read_passphrase(&cfg.encrypt.passphrase_file)?;
+    // Everything backupfs itself creates (state, spool, logs, local objects) is private to
+    // root and its group. Files created through the mount get the caller's mode explicitly.
+    sys::set_umask(0o027);
+    let _state_lock = crate::state::lock(&cfg.state.dir)?;
+    refuse_mounted(&cfg.mount.mountpoint)?;
     crate::logging::init_with_file(&cfg.log.file)
         .with_context(|| format!("log.file {}", cfg.log.file.display()))?;
     tracing::info!(config = %config_path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
 
-    // New files get exactly the mode the caller asked for; the kernel already applied the
-    // caller's umask.
-    sys::set_umask(0);
-    if let Err(e) = sys::raise_nofile_limit() {
-        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    match sys::raise_nofile_limit() {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+    if let Some(warning) = settings.allowed_warning() {
+        tracing::warn!("{warning}");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -74,6 +80,18 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         &fs,
         &notifier,
     )?;
+    if let Err(e) = stages.destination.probe() {
+        tracing::error!(error = %e, "the destination does not answer as expected; files wait in the queue");
+        metrics.destination_up.set(0);
+    }
+    if let Ok((_, failed)) = state_counts(&stages) {
+        if failed > 0 {
+            tracing::warn!(
+                failed,
+                "failed jobs wait for `backupfs queue retry` once their cause is fixed"
+            );
+        }
+    }
     if let Err(e) = stages.scanner.ping() {
         tracing::error!(error = %e, "clamd is unreachable; files will wait for it and nothing is uploaded unscanned");
         metrics.clamd_up.set(0);
@@ -199,6 +217,55 @@ fn mount(settings: &Settings, fs: Arc<Passthrough>) -> anyhow::Result<fuser::Bac
     session
         .spawn()
         .with_context(|| format!("mount.mountpoint {}: cannot start", mountpoint.display()))
+}
+
+fn state_counts(stages: &Stages) -> Result<(u64, u64), crate::state::StateError> {
+    stages.state.job_counts()
+}
+
+/// Refuses a mountpoint that already has something mounted on it: mounting over it would
+/// silently hide that mount and send writes elsewhere.
+fn refuse_mounted(mountpoint: &Path) -> anyhow::Result<()> {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Ok(());
+    };
+    let target = std::path::absolute(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    let target = target.to_string_lossy();
+    // Field 5 is the mount point (with spaces as \040), field after " - " is the type.
+    let found = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(&*target.replace(' ', "\\040")));
+    if let Some(line) = found {
+        let kind = line
+            .split(" - ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or("?");
+        let dead = std::fs::metadata(mountpoint)
+            .err()
+            .and_then(|e| e.raw_os_error())
+            == Some(libc::ENOTCONN);
+        if kind.starts_with("fuse") && dead {
+            // A daemon that crashed leaves its mount behind, answering nothing; clear it so
+            // that a restart (by systemd, say) just works.
+            eprintln!(
+                "backupfs: clearing the dead mount a previous run left at {}",
+                mountpoint.display()
+            );
+            sys::detach(mountpoint).with_context(|| {
+                format!(
+                    "mount.mountpoint {}: cannot clear the dead mount",
+                    mountpoint.display()
+                )
+            })?;
+            return Ok(());
+        }
+        bail!(
+            "mount.mountpoint {}: something is already mounted there ({kind}); unmount it first",
+            mountpoint.display()
+        );
+    }
+    Ok(())
 }
 
 /// Queues, in the background, every file that changed while nothing was watching.

@@ -2,6 +2,7 @@
 //! `BACKUPFS_LOG` variable (env-filter syntax, default `info`).
 
 use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,7 +34,13 @@ pub fn init_with_file(file: &Path) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let out = Arc::new(OpenOptions::new().create(true).append(true).open(file)?);
+    let out = Arc::new(
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(file)?,
+    );
     let _ = tracing_subscriber::registry()
         .with(
             fmt::layer()

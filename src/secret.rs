@@ -20,7 +20,7 @@ pub enum SecretError {
     Empty { path: String },
 }
 
-/// The passphrase: the first line of the file without its line ending, exactly what
+/// The passphrase: the bytes before the first newline, exactly what
 /// `gpg --passphrase-file` uses, so stock GnuPG decrypts with the same file.
 pub fn read_passphrase(path: &Path) -> Result<Vec<u8>, SecretError> {
     let shown = path.display().to_string();
@@ -34,8 +34,9 @@ pub fn read_passphrase(path: &Path) -> Result<Vec<u8>, SecretError> {
         return Err(SecretError::TooOpen { path: shown, mode });
     }
     let bytes = fs::read(path).map_err(unreadable)?;
+    // Like gpg, take everything up to the first newline: a carriage return before it is
+    // part of the passphrase, or the two would decrypt with different keys.
     let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
         return Err(SecretError::Empty { path: shown });
     }
@@ -60,7 +61,11 @@ mod tests {
         let p = write(d.path(), b"s3cret\nignored\n", 0o600);
         assert_eq!(read_passphrase(&p).unwrap(), b"s3cret");
         let p = write(d.path(), b"windows\r\n", 0o400);
-        assert_eq!(read_passphrase(&p).unwrap(), b"windows");
+        assert_eq!(
+            read_passphrase(&p).unwrap(),
+            b"windows\r",
+            "as gpg reads it"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -34,6 +35,58 @@ pub enum StateError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error(
+        "state.dir {path} is in use by another backupfs mount ({holder}); give each mount its \
+         own state.dir"
+    )]
+    Busy { path: PathBuf, holder: String },
+}
+
+/// Held by the one daemon that owns a state directory; released when dropped.
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+/// Makes sure only one daemon at a time uses `dir`: two would hand out the same job and
+/// spool names. Commands that only read or retry jobs do not take it.
+pub fn lock(dir: &Path) -> Result<StateLock, StateError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("lock");
+    let io_err = |source| StateError::Dir {
+        path: path.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StateError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err)?;
+    if !crate::sys::try_lock(&file).map_err(io_err)? {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = match holder.trim() {
+            "" => "pid unknown".to_string(),
+            pid => format!("pid {pid}"),
+        };
+        return Err(StateError::Busy {
+            path: dir.to_path_buf(),
+            holder,
+        });
+    }
+    file.set_len(0).map_err(io_err)?;
+    file.rewind().map_err(io_err)?;
+    writeln!(file, "{}", std::process::id()).map_err(io_err)?;
+    Ok(StateLock { _file: file })
 }
 
 /// What one backed-up version of a file was stored as.
@@ -189,7 +242,12 @@ impl State {
             path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(dir_err)?;
+        // Paths and content hashes are nobody else's business.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(dir_err)?;
         let path = dir.join("index.sqlite3");
         let db_err = |source| StateError::Db {
             path: path.clone(),

@@ -292,18 +292,48 @@ pub fn removexattr(path: &Path, name: &OsStr) -> io::Result<()> {
     check(unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) }).map(drop)
 }
 
-/// Raises the soft open-file limit to the hard limit: the passthrough keeps one descriptor
-/// per inode the kernel remembers.
+/// Raises the open-file limit as far as the system allows: the passthrough keeps one
+/// descriptor per inode the kernel remembers. As root that is `fs.nr_open`, not just the
+/// inherited hard limit.
 pub fn raise_nofile_limit() -> io::Result<u64> {
     let mut lim = MaybeUninit::<libc::rlimit>::uninit();
     // SAFETY: `lim` is writable memory of the right size.
     check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, lim.as_mut_ptr()) })?;
     // SAFETY: getrlimit succeeded.
     let mut lim = unsafe { lim.assume_init() };
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(lim.rlim_max);
+    let wanted = lim.rlim_max.max(nr_open);
+    let raised = libc::rlimit {
+        rlim_cur: wanted,
+        rlim_max: wanted,
+    };
+    // SAFETY: `raised` is a valid rlimit. Raising the hard limit needs CAP_SYS_RESOURCE;
+    // without it, fall back to the hard limit we have.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        return Ok(wanted);
+    }
     lim.rlim_cur = lim.rlim_max;
     // SAFETY: `lim` is a valid rlimit.
     check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
     Ok(lim.rlim_cur)
+}
+
+/// Takes an exclusive, non-blocking lock on an open file; `false` if another process
+/// holds it. The lock lasts as long as the file stays open.
+pub fn try_lock(file: &std::fs::File) -> io::Result<bool> {
+    // SAFETY: plain syscall on a descriptor we borrow.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
 }
 
 pub fn geteuid() -> u32 {
@@ -331,4 +361,11 @@ pub fn readlink_fd_proc(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
 pub fn set_umask(mask: u32) -> u32 {
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(mask) }
+}
+
+/// Lazily unmounts `path` (MNT_DETACH).
+pub fn detach(path: &Path) -> io::Result<()> {
+    let p = cstr(path.as_os_str())?;
+    // SAFETY: valid C string, plain syscall.
+    check(unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) }).map(drop)
 }

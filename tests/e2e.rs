@@ -247,7 +247,8 @@ fn metrics_pass_promtool_and_show_the_counts() {
     common::wait_for("an empty queue gauge", Duration::from_secs(5), || {
         (stack.metric("backupfs_queue_depth") == 0.0).then_some(())
     });
-    assert!(stack.metric("backupfs_read_bytes_total") >= 4.0 + 4.0 + 68.0 + 4096.0);
+    // Hashed: one.txt, copy.txt and EICAR; big.txt is refused on its size before any read.
+    assert_eq!(stack.metric("backupfs_read_bytes_total"), 4.0 + 4.0 + 68.0);
     assert!(stack.metric("backupfs_uploaded_bytes_total") > 0.0);
     assert!(stack.metric("process_resident_memory_bytes") > 0.0);
     assert!(stack.metric("process_cpu_seconds_total") >= 0.0);
@@ -415,4 +416,64 @@ impl OutputWithStdin for Command {
         );
         (out.status, text)
     }
+}
+
+#[test]
+fn private_files_stay_private_and_new_files_get_the_callers_mode() {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let stack = Stack::start();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o664)
+        .open(stack.mnt.join("shared.txt"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"group-writable\n").unwrap();
+    drop(f);
+    std::fs::DirBuilder::new()
+        .mode(0o775)
+        .create(stack.mnt.join("team"))
+        .unwrap();
+    // The test process's umask applies first, as on any filesystem.
+    let umask = unsafe { libc::umask(0o022) };
+    unsafe { libc::umask(umask) };
+    assert_eq!(mode(&stack.source.join("shared.txt")), 0o664 & !umask);
+    assert_eq!(mode(&stack.source.join("team")), 0o775 & !umask);
+    stack.wait_audit("shared.txt");
+
+    let root = stack.dir.path();
+    assert_eq!(mode(&root.join("state")) & 0o077, 0, "state dir");
+    assert_eq!(mode(&root.join("state/spool")), 0o700, "spool dir");
+    assert_eq!(
+        mode(&root.join("logs/uploads.jsonl")) & 0o007,
+        0,
+        "audit log"
+    );
+    assert_eq!(
+        mode(&root.join("logs/backup_pipeline.log")) & 0o007,
+        0,
+        "pipeline log"
+    );
+}
+
+#[test]
+fn a_second_daemon_cannot_share_the_state_or_mount_over_the_first() {
+    let stack = Stack::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_backupfs"))
+        .args(["mount", "--config"])
+        .arg(&stack.config)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("state.dir") && text.contains("in use"),
+        "{text}"
+    );
+    // The first mount still works.
+    stack.put_file("still.txt", b"first daemon\n");
+    assert_eq!(stack.wait_audit("still.txt")["outcome"], "uploaded");
 }

@@ -602,3 +602,71 @@ fn backupfs_args(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+#[test]
+fn malware_written_into_a_file_mid_job_is_caught_not_uploaded() {
+    use std::os::unix::fs::FileExt;
+    let stack = Stack::with(Options {
+        clamd_stream_max: "300M",
+        max_stream_size: "300MiB",
+        ..Options::default()
+    });
+    let clean = Rng(seed()).bytes(150 << 20);
+    stack.put_file("tool.bin", &clean);
+    wait_for("the job to pass gate 1", Duration::from_secs(120), || {
+        stack.log_file().contains("passed gate 1").then_some(())
+    });
+    // Overwrite the head in place while the job reads the file.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(stack.mnt.join("tool.bin"))
+        .unwrap();
+    f.write_all_at(&common::eicar(), 0).unwrap();
+    drop(f);
+
+    wait_for(
+        "the infected version to be caught",
+        Duration::from_secs(300),
+        || {
+            stack
+                .audit()
+                .iter()
+                .any(|r| r["path"] == "tool.bin" && r["outcome"] == "infected")
+                .then_some(())
+        },
+    );
+    // Whatever reached the bucket holds exactly what was scanned and hashed: never EICAR.
+    for key in stack.objects() {
+        let plain = stack.restore_with_stock_tools(&key);
+        assert!(
+            !plain.starts_with(&common::eicar()),
+            "object {key} holds the malware"
+        );
+        assert_eq!(plain, clean, "object {key} holds neither version");
+    }
+    assert!(
+        !stack.source.join("tool.bin").exists(),
+        "the infected file left the source"
+    );
+}
+
+#[test]
+fn a_fifo_swapped_in_does_not_stall_a_worker() {
+    let mut stack = Stack::with(Options {
+        settle_delay: "1s",
+        ..Options::default()
+    });
+    stack.put_file("pipe.txt", b"soon a fifo\n");
+    std::fs::remove_file(stack.mnt.join("pipe.txt")).unwrap();
+    let ok = Command::new("mkfifo")
+        .arg(stack.mnt.join("pipe.txt"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let record = stack.wait_audit("pipe.txt");
+    assert_eq!(record["outcome"], "vanished", "{record}");
+    stack.put_file("after.txt", b"workers still run\n");
+    assert_eq!(stack.wait_audit("after.txt")["outcome"], "uploaded");
+    let status = stack.stop_daemon().expect("exit status");
+    assert!(status.success(), "{status}");
+}

@@ -257,10 +257,25 @@ impl Passthrough {
     }
 
     /// Gives a new file to the calling user, as a normal filesystem would, when the daemon
-    /// runs as root.
-    fn give_to_caller(&self, fd: BorrowedFd<'_>, caller: Caller) -> io::Result<()> {
+    /// runs as root, with the permission bits the caller asked for (`mode`, already masked
+    /// by the caller's umask): the daemon's own umask keeps its private files private and
+    /// must not narrow the caller's.
+    fn give_to_caller(
+        &self,
+        fd: BorrowedFd<'_>,
+        caller: Caller,
+        mode: Option<u32>,
+    ) -> io::Result<()> {
         if self.chown_new && (caller.uid != 0 || caller.gid != 0) {
             sys::fchownat_empty(fd, Some(caller.uid), Some(caller.gid))?;
+        }
+        if let Some(mode) = mode {
+            let st = sys::fstat(fd)?;
+            if st.st_mode & 0o777 != mode & 0o777 {
+                // Only permission bits: special bits stay as the kernel set them.
+                let wanted = (st.st_mode & 0o7000) | (mode & 0o777);
+                sys::chmod_path(&sys::proc_fd_path(fd), wanted)?;
+            }
         }
         Ok(())
     }
@@ -272,10 +287,11 @@ impl Passthrough {
         parent: &Inode,
         name: &OsStr,
         caller: Caller,
+        mode: Option<u32>,
         dir: bool,
     ) -> io::Result<Entry> {
         let made = self.lookup_fd(parent, name).and_then(|fd| {
-            self.give_to_caller(fd.as_fd(), caller)?;
+            self.give_to_caller(fd.as_fd(), caller, mode)?;
             Ok(fd)
         });
         match made {
@@ -300,7 +316,7 @@ impl Passthrough {
         let parent = self.inode(parent)?;
         self.admit(&parent, name)?;
         sys::mknodat(parent.fd(), name, mode & !umask, u64::from(rdev))?;
-        let entry = self.finish_create(&parent, name, caller, false)?;
+        let entry = self.finish_create(&parent, name, caller, Some(mode & !umask), false)?;
         if mode & libc::S_IFMT == libc::S_IFREG {
             self.sink.changed(&self.child_path(&parent, name)?);
         }
@@ -318,7 +334,7 @@ impl Passthrough {
         let parent = self.inode(parent)?;
         self.admit(&parent, name)?;
         sys::mkdirat(parent.fd(), name, mode & !umask & 0o7777)?;
-        self.finish_create(&parent, name, caller, true)
+        self.finish_create(&parent, name, caller, Some(mode & !umask), true)
     }
 
     pub fn symlink(
@@ -331,7 +347,7 @@ impl Passthrough {
         let parent = self.inode(parent)?;
         self.admit(&parent, name)?;
         sys::symlinkat(target.as_os_str(), parent.fd(), name)?;
-        self.finish_create(&parent, name, caller, false)
+        self.finish_create(&parent, name, caller, None, false)
     }
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> io::Result<()> {
@@ -416,12 +432,23 @@ impl Passthrough {
     ) -> io::Result<(Entry, u64)> {
         let parent_inode = self.inode(parent)?;
         self.admit(&parent_inode, name)?;
+        let mode = mode & !umask & 0o7777;
         let flags = flags | libc::O_CREAT | libc::O_NOFOLLOW;
-        let fd = sys::openat(parent_inode.fd(), name, flags, mode & !umask & 0o7777)?;
-        if let Err(e) = self.give_to_caller(fd.as_fd(), caller) {
-            let _ = sys::unlinkat(parent_inode.fd(), name, 0);
-            return Err(e);
-        }
+        // Only a file this call really created is handed to the caller: if the name appeared
+        // in the source meanwhile, open it as open(2) would, and leave its owner alone.
+        let fd = match sys::openat(parent_inode.fd(), name, flags | libc::O_EXCL, mode) {
+            Ok(fd) => {
+                if let Err(e) = self.give_to_caller(fd.as_fd(), caller, Some(mode)) {
+                    let _ = sys::unlinkat(parent_inode.fd(), name, 0);
+                    return Err(e);
+                }
+                fd
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && flags & libc::O_EXCL == 0 => {
+                sys::openat(parent_inode.fd(), name, flags & !libc::O_CREAT, 0)?
+            }
+            Err(e) => return Err(e),
+        };
         let path_fd = sys::openat(
             sys::cwd(),
             sys::proc_fd_path(fd.as_fd()).as_os_str(),

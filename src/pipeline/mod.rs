@@ -24,6 +24,7 @@ pub mod upload;
 use std::fs::File;
 use std::io::{self, BufWriter, Seek};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -426,7 +427,9 @@ impl Worker {
 
     fn open_source(&self, path: &Path) -> Result<(File, FileStat), Stop> {
         let vanished = |why: String| Stop::Outcome(Outcome::Vanished, why);
-        let fd = match sys::open_beneath(self.stages.source.as_fd(), path, libc::O_RDONLY) {
+        // O_NONBLOCK: a FIFO swapped in under the name must not block the worker on open.
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+        let fd = match sys::open_beneath(self.stages.source.as_fd(), path, flags) {
             Ok(fd) => fd,
             Err(e) => {
                 return Err(match e.raw_os_error() {
@@ -461,6 +464,12 @@ impl Worker {
         ctx.record.size = Some(stat.size);
         ctx.record.mtime = Some(stat.mtime_ns.div_euclid(1_000_000_000));
 
+        // Gate 1 (blacklist, size, type) needs only the name and the size, so it runs before
+        // anything is read: a 10 GiB file over the limit costs no hashing.
+        self.timed("gate1", &job, || s.gate1.check(&job.path, stat.size))
+            .map_err(|reason| Stop::Outcome(Outcome::Rejected, reason))?;
+        tracing::info!(job = job.id, stage = "gate1", "passed gate 1");
+
         // 1. dedup: hash, and stop here if this content is already stored.
         let (sha, read) = self
             .timed("dedup", &job, || dedup::hash(&file))
@@ -491,11 +500,6 @@ impl Worker {
         ctx.record.classification = Some(class.class.as_str().to_string());
         ctx.record.detectors = class.detectors.clone();
         tracing::info!(job = job.id, stage = "classify", class = class.class.as_str(), detectors = ?class.detectors, "classified");
-
-        // 3. gate 1: blacklist, size and type policy.
-        self.timed("gate1", &job, || s.gate1.check(&job.path, stat.size))
-            .map_err(|reason| Stop::Outcome(Outcome::Rejected, reason))?;
-        tracing::info!(job = job.id, stage = "gate1", "passed gate 1");
 
         // 4. scan: wait for clamd rather than let anything through unscanned.
         let fd_path = sys::proc_fd_path(file.as_fd());
@@ -607,15 +611,26 @@ impl Worker {
     }
 }
 
-/// Creates the spool directory, clears files a previous run left behind, and proves it is
-/// writable.
+/// Creates the spool directory (mode 0700), clears files a previous run left behind, and
+/// proves it is writable.
 pub fn prepare_spool(dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "pgp") {
             std::fs::remove_file(&path)?;
         }
     }
-    File::create(dir.join(".writable")).map(drop)
+    let probe = dir.join(format!(".writable-{}", std::process::id()));
+    let _ = std::fs::remove_file(&probe);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
 }

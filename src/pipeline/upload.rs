@@ -13,7 +13,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use hmac::{Hmac, Mac};
@@ -37,6 +37,11 @@ pub trait Destination: Send + Sync {
     fn url(&self, key: &str) -> String;
     /// Stores the file at `sealed` under `key`; returns the bytes stored.
     fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError>;
+    /// Checks at start-up that the destination answers, so that a wrong bucket or wrong
+    /// credentials show at once rather than at the first file.
+    fn probe(&self) -> Result<(), UploadError> {
+        Ok(())
+    }
 }
 
 /// Turns a content hash into an object key.
@@ -114,6 +119,9 @@ impl Destination for DirDestination {
 pub struct S3Destination {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// Multipart uploads whose abort failed (the server was down); aborted again before the
+    /// next upload so that no orphan parts stay behind.
+    unaborted: std::sync::Mutex<Vec<(String, String)>>,
     multipart_threshold: u64,
     part_size: u64,
     rt: tokio::runtime::Handle,
@@ -125,6 +133,7 @@ impl S3Destination {
         Self {
             client,
             bucket: config.bucket.clone().unwrap_or_default(),
+            unaborted: std::sync::Mutex::default(),
             multipart_threshold: config.multipart_threshold.0,
             part_size: config.part_size.0,
             rt,
@@ -159,21 +168,26 @@ pub async fn client(config: &DestinationConfig) -> aws_sdk_s3::Client {
 /// Server errors and throttling pass; other refusals (403, 404 bucket) need an operator.
 fn classify<E>(what: &str, err: SdkError<E, HttpResponse>) -> UploadError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
-    let transient = match &err {
-        SdkError::ConstructionFailure(_) => false,
+    match &err {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
-            status >= 500 || status == 429
+            let code = se.err().code().unwrap_or("no error code");
+            let detail = se.err().message().unwrap_or("");
+            let message = format!("{what}: HTTP {status} {code} {detail}")
+                .trim_end()
+                .to_string();
+            if status >= 500 || status == 429 {
+                UploadError::Transient(message)
+            } else {
+                UploadError::Permanent(message)
+            }
         }
-        _ => true,
-    };
-    let message = format!("{what}: {}", DisplayErrorContext(&err));
-    if transient {
-        UploadError::Transient(message)
-    } else {
-        UploadError::Permanent(message)
+        SdkError::ConstructionFailure(_) => {
+            UploadError::Permanent(format!("{what}: {}", DisplayErrorContext(&err)))
+        }
+        _ => UploadError::Transient(format!("{what}: {}", DisplayErrorContext(&err))),
     }
 }
 
@@ -182,11 +196,24 @@ impl Destination for S3Destination {
         join_url(&format!("s3://{}", self.bucket), key)
     }
 
+    fn probe(&self) -> Result<(), UploadError> {
+        self.rt.block_on(async {
+            self.client
+                .head_bucket()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify(&format!("HeadBucket {}", self.bucket), e))
+        })
+    }
+
     fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError> {
         let len = fs::metadata(sealed)
             .map_err(|e| UploadError::Transient(format!("spool file {}: {e}", sealed.display())))?
             .len();
         self.rt.block_on(async {
+            self.abort_leftovers().await;
             if len > self.multipart_threshold {
                 self.put_multipart(key, sealed, len).await
             } else {
@@ -237,22 +264,44 @@ impl S3Destination {
             })?
             .to_string();
         let result = self.upload_parts(key, sealed, len, &upload_id).await;
-        if result.is_err() {
-            // Leave no orphan parts behind; a failed abort is only worth a warning, since
-            // the upload is retried from scratch anyway.
-            if let Err(e) = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .send()
-                .await
-            {
-                tracing::warn!(key, error = %DisplayErrorContext(&e), "cannot abort multipart upload");
-            }
+        if result.is_err() && !self.abort(key, &upload_id).await {
+            self.lock_unaborted().push((key.to_string(), upload_id));
         }
         result
+    }
+
+    fn lock_unaborted(&self) -> std::sync::MutexGuard<'_, Vec<(String, String)>> {
+        self.unaborted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Aborts a multipart upload; false if that failed too.
+    async fn abort(&self, key: &str, upload_id: &str) -> bool {
+        let aborted = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        match aborted {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(key, error = %DisplayErrorContext(&e), "cannot abort multipart upload yet; will try again");
+                false
+            }
+        }
+    }
+
+    async fn abort_leftovers(&self) {
+        let leftovers = std::mem::take(&mut *self.lock_unaborted());
+        for (key, upload_id) in leftovers {
+            if self.abort(&key, &upload_id).await {
+                tracing::info!(key, "aborted a multipart upload left by an earlier failure");
+            } else {
+                self.lock_unaborted().push((key, upload_id));
+            }
+        }
     }
 
     async fn upload_parts(
