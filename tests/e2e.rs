@@ -266,7 +266,13 @@ fn odd_and_long_names_are_backed_up() {
     std::fs::write(stack.mnt.join(odd), b"odd name\n").unwrap();
     assert_eq!(stack.wait_audit(&long)["outcome"], "uploaded");
     let lossy = odd.to_string_lossy().into_owned();
-    assert_eq!(stack.wait_audit(&lossy)["outcome"], "uploaded");
+    let record = stack.wait_audit(&lossy);
+    assert_eq!(record["outcome"], "uploaded");
+    assert_eq!(
+        record["path_hex"],
+        hex::encode(odd.as_bytes()),
+        "exact bytes kept"
+    );
     assert_eq!(stack.objects().len(), 2);
     assert!(stack.source.join(odd).exists());
     let too_long = "l".repeat(256);

@@ -17,6 +17,9 @@ pub struct AuditRecord {
     pub job: i64,
     /// Path inside the mount; lossy for names that are not UTF-8.
     pub path: String,
+    /// The exact bytes of a path that is not UTF-8, in hex, since `path` cannot hold them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
@@ -42,6 +45,10 @@ impl AuditRecord {
             time: String::new(),
             job,
             path: path.to_string_lossy().into_owned(),
+            path_hex: path
+                .to_str()
+                .is_none()
+                .then(|| hex::encode(path.as_os_str().as_encoded_bytes())),
             outcome: Outcome::Failed,
             sha256: None,
             size: None,
