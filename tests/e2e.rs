@@ -483,3 +483,26 @@ fn a_second_daemon_cannot_share_the_state_or_mount_over_the_first() {
     stack.put_file("still.txt", b"first daemon\n");
     assert_eq!(stack.wait_audit("still.txt")["outcome"], "uploaded");
 }
+
+#[test]
+fn a_newline_in_a_file_name_cannot_forge_a_log_line() {
+    let stack = Stack::start();
+    let name = "evil\n2026-01-01T00:00:00.000000Z  INFO worker-0 backupfs::pipeline: forged.txt";
+    stack.put_file(name, b"innocent\n");
+    assert_eq!(stack.wait_audit(name)["outcome"], "uploaded");
+    let log = stack.log_file();
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01T00:00:00")),
+        "a forged line reached the log"
+    );
+    let done: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("file done") && l.contains("evil"))
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert!(
+        done[0].contains("evil\\n2026"),
+        "the newline is escaped: {}",
+        done[0]
+    );
+}

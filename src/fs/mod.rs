@@ -176,7 +176,7 @@ impl Passthrough {
         check_name(name)?;
         let path = self.child_path(parent, name)?;
         if self.blacklist.is_blocked(&path) {
-            tracing::warn!(path = %path.display(), "refused blacklisted name");
+            tracing::warn!(path = ?path, "refused blacklisted name");
             self.sink.refused(&path);
             return Err(errno(libc::EACCES));
         }

@@ -71,7 +71,7 @@ impl Walk<'_> {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "catch-up cannot read directory");
+                tracing::warn!(dir = ?dir, error = %e, "catch-up cannot read directory");
                 self.summary.unreadable_dirs += 1;
                 return;
             }

@@ -242,7 +242,7 @@ impl Worker {
             Err(Stop::Outcome(outcome, reason)) => self.end(&mut ctx, outcome, reason),
             Err(Stop::Changed(why)) => return self.put_back(&ctx, &why),
             Err(Stop::Aborted) => {
-                tracing::warn!(job = ctx.job.id, path = %ctx.job.path.display(), "shutdown interrupted the job; it stays queued");
+                tracing::warn!(job = ctx.job.id, path = ?ctx.job.path, "shutdown interrupted the job; it stays queued");
                 return;
             }
         };
@@ -329,7 +329,7 @@ impl Worker {
     fn put_back(&self, ctx: &Ctx, why: &str) {
         let until = queue::now_ms() + self.stages.settle.as_millis() as i64;
         self.stages.metrics.requeued.inc();
-        tracing::info!(job = ctx.job.id, path = %ctx.job.path.display(), reason = why, "file changed while processed; queued again");
+        tracing::info!(job = ctx.job.id, path = ?ctx.job.path, reason = why, "file changed while processed; queued again");
         if let Err(e) = self.stages.state.defer(ctx.job.id, until) {
             tracing::error!(job = ctx.job.id, error = %e, "cannot put the job back");
         }
@@ -340,23 +340,23 @@ impl Worker {
         let s = &self.stages;
         let record = &ctx.record;
         s.metrics.count(record.outcome);
-        let (job, path) = (ctx.job.id, ctx.job.path.display());
+        let (job, path) = (ctx.job.id, &ctx.job.path);
         let reason = record.reason.as_deref().unwrap_or("");
         let outcome = record.outcome.as_str();
         match record.outcome {
             Outcome::Uploaded | Outcome::Duplicate => {
                 let object = record.object.as_deref().unwrap_or("");
                 let class = record.classification.as_deref().unwrap_or("");
-                tracing::info!(job, path = %path, outcome, object, class, "file done")
+                tracing::info!(job, path = ?path, outcome, object, class, "file done")
             }
             Outcome::Vanished => {
-                tracing::info!(job, path = %path, reason, "file gone before its turn")
+                tracing::info!(job, path = ?path, reason, "file gone before its turn")
             }
             Outcome::Rejected | Outcome::Infected | Outcome::NotScanned => {
-                tracing::warn!(job, path = %path, outcome, reason, "file not uploaded")
+                tracing::warn!(job, path = ?path, outcome, reason, "file not uploaded")
             }
             Outcome::Failed => {
-                tracing::error!(job, path = %path, reason, "file failed; it waits in the queue for `backupfs queue retry`")
+                tracing::error!(job, path = ?path, reason, "file failed; it waits in the queue for `backupfs queue retry`")
             }
         }
         if let Err(e) = s.audit.append(record) {

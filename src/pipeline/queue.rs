@@ -72,12 +72,12 @@ impl Queue {
             .enqueue(path, now_ms(), settle_ms, self.max_delay_ms)
         {
             Ok(()) => {
-                tracing::debug!(path = %path.display(), "queued");
+                tracing::debug!(path = ?path, "queued");
                 self.wake.notify_one();
             }
             // Nothing more can be done on a FUSE thread; catch-up finds the file at the
             // next start because its recorded state is stale.
-            Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot queue file"),
+            Err(e) => tracing::error!(path = ?path, error = %e, "cannot queue file"),
         }
     }
 
@@ -130,14 +130,14 @@ impl ChangeSink for Queue {
     fn renamed(&self, from: &Path, to: &Path, regular_file: bool) {
         match self.state.rename_jobs(from, to) {
             Ok(true) => {
-                tracing::debug!(from = %from.display(), to = %to.display(), "queued job follows rename")
+                tracing::debug!(from = ?from, to = ?to, "queued job follows rename")
             }
             // Already backed up under the old name: record it under the new one too (dedup
             // makes this a catalog entry, not a second upload).
             Ok(false) if regular_file => self.push(to),
             Ok(false) => {}
             Err(e) => {
-                tracing::error!(from = %from.display(), to = %to.display(), error = %e, "cannot move queued job");
+                tracing::error!(from = ?from, to = ?to, error = %e, "cannot move queued job");
                 if regular_file {
                     self.push(to);
                 }
