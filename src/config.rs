@@ -210,7 +210,7 @@ impl Default for PipelineConfig {
             workers: 2,
             drain_timeout: std::time::Duration::from_secs(30),
             retry_delay: std::time::Duration::from_secs(1),
-            retry_max_delay: std::time::Duration::from_secs(60),
+            retry_max_delay: std::time::Duration::from_secs(30),
             settle_delay: std::time::Duration::from_secs(1),
             max_delay: std::time::Duration::from_secs(300),
         }

@@ -255,6 +255,30 @@ fn clamd_outage_mid_run_uploads_nothing_unscanned() {
 }
 
 #[test]
+fn a_long_backoff_ends_as_soon_as_clamd_is_back() {
+    let mut stack = Stack::with(Options {
+        retry_delay: "60s",
+        retry_max_delay: "60s",
+        ..Options::default()
+    });
+    stack.clamd.pause();
+    stack.put_file("waits.txt", b"scanned once clamd is back\n");
+    wait_for("a scan retry", Duration::from_secs(30), || {
+        (stack.metric("backupfs_retries_total{stage=\"scan\"}") >= 1.0).then_some(())
+    });
+    stack.clamd.resume();
+    // The next retry is due in 45-60 s; the once-a-second probe must not wait for it.
+    let back = Instant::now();
+    let record = stack.wait_audit("waits.txt");
+    assert_eq!(record["outcome"], "uploaded", "{record}");
+    assert!(
+        back.elapsed() < Duration::from_secs(30),
+        "waited {:?} for the backoff",
+        back.elapsed()
+    );
+}
+
+#[test]
 fn temp_then_rename_backs_up_the_final_name_only() {
     let stack = Stack::start();
     stack.put_file("doc.tmp", b"draft, final version\n");

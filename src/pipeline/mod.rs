@@ -196,6 +196,16 @@ struct Ctx {
     stat: Option<FileStat>,
 }
 
+/// How often a waiting retry asks whether its service is back.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The service behind a retried stage: its gauge, and a cheap check that it answers.
+#[derive(Clone, Copy)]
+struct Watch<'a> {
+    up: &'a prometheus::IntGauge,
+    probe: &'a dyn Fn() -> bool,
+}
+
 /// One try at a stage that talks to something outside: try again, or give up.
 enum Attempt {
     Retry(String),
@@ -379,25 +389,26 @@ impl Worker {
     }
 
     /// Retries `f` while it fails for a passing reason, with growing, jittered delays, until
-    /// it succeeds, fails for good, or shutdown gives up on the job. `up` tracks whether the
-    /// service behind the stage answers.
+    /// it succeeds, fails for good, or shutdown gives up on the job. `watch`, if given,
+    /// tracks whether the service behind the stage answers, and a cheap probe of it ends a
+    /// long wait as soon as the service is back.
     fn retry<T>(
         &self,
         stage: &'static str,
         job: &JobRow,
-        up: Option<&prometheus::IntGauge>,
+        watch: Option<Watch<'_>>,
         mut f: impl FnMut() -> Result<T, Attempt>,
     ) -> Result<T, Stop> {
         let mut delay = self.stages.backoff.first;
         loop {
             match f() {
                 Ok(v) => {
-                    up.inspect(|g| g.set(1));
+                    watch.inspect(|w| w.up.set(1));
                     return Ok(v);
                 }
                 Err(Attempt::Give(stop)) => return Err(stop),
                 Err(Attempt::Retry(e)) => {
-                    up.inspect(|g| g.set(0));
+                    watch.inspect(|w| w.up.set(0));
                     self.stages
                         .metrics
                         .retries
@@ -406,23 +417,36 @@ impl Worker {
                     tracing::error!(job = job.id, stage, error = %e, retry_in = ?delay, "stage failed; will retry");
                 }
             }
-            if !self.sleep(delay) {
+            if !self.wait(delay, watch.map(|w| w.probe)) {
                 return Err(Stop::Aborted);
             }
             delay = self.stages.backoff.next(delay);
         }
     }
 
-    /// Sleeps unless shutdown gives up first; false if it did.
-    fn sleep(&self, total: Duration) -> bool {
-        let deadline = Instant::now() + total;
-        while Instant::now() < deadline {
+    /// Sleeps for `total`, or until `probe` (asked once a second) says the service is back.
+    /// False if shutdown gave up first.
+    fn wait(&self, total: Duration, probe: Option<&dyn Fn() -> bool>) -> bool {
+        let started = Instant::now();
+        let mut next_probe = started + PROBE_EVERY;
+        while started.elapsed() < total {
             if self.abort.load(Ordering::SeqCst) {
                 return false;
+            }
+            if Instant::now() >= next_probe {
+                if probe.is_some_and(|p| p()) {
+                    break;
+                }
+                next_probe += PROBE_EVERY;
             }
             std::thread::sleep(Duration::from_millis(50).min(total));
         }
         !self.abort.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps unless shutdown gives up first; false if it did.
+    fn sleep(&self, total: Duration) -> bool {
+        self.wait(total, None)
     }
 
     fn open_source(&self, path: &Path) -> Result<(File, FileStat), Stop> {
@@ -504,7 +528,11 @@ impl Worker {
         // 4. scan: wait for clamd rather than let anything through unscanned.
         let fd_path = sys::proc_fd_path(file.as_fd());
         let verdict = self.timed("scan", &job, || {
-            self.retry("scan", &job, Some(&s.metrics.clamd_up), || {
+            let watch = Watch {
+                up: &s.metrics.clamd_up,
+                probe: &|| s.scanner.ping().is_ok(),
+            };
+            self.retry("scan", &job, Some(watch), || {
                 s.scanner
                     .scan(&fd_path, stat.size)
                     .map_err(|e| Attempt::Retry(e.to_string()))
@@ -599,7 +627,11 @@ impl Worker {
 
     fn upload(&self, job: &JobRow, key: &str, spool: &Path) -> Result<u64, Stop> {
         let s = &*self.stages;
-        self.retry("upload", job, Some(&s.metrics.destination_up), || {
+        let watch = Watch {
+            up: &s.metrics.destination_up,
+            probe: &|| s.destination.probe().is_ok(),
+        };
+        self.retry("upload", job, Some(watch), || {
             s.destination.put(key, spool).map_err(|e| match e {
                 UploadError::Transient(e) => Attempt::Retry(e),
                 UploadError::Permanent(e) => {

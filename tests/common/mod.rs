@@ -234,6 +234,9 @@ pub struct Options {
     pub dir_destination: bool,
     /// `pipeline.drain-timeout`.
     pub drain_timeout: &'static str,
+    /// `pipeline.retry-delay` and `pipeline.retry-max-delay`.
+    pub retry_delay: &'static str,
+    pub retry_max_delay: &'static str,
     /// `pipeline.settle-delay` and `pipeline.max-delay`.
     pub settle_delay: &'static str,
     pub max_delay: &'static str,
@@ -251,6 +254,8 @@ impl Default for Options {
             allowed: None,
             dir_destination: false,
             drain_timeout: "5s",
+            retry_delay: "200ms",
+            retry_max_delay: "1s",
             settle_delay: "200ms",
             max_delay: "5s",
             state_extra: String::new(),
@@ -625,8 +630,8 @@ audit = "logs/uploads.jsonl"
 quarantine-dir = "logs/quarantine"
 [pipeline]
 workers = 2
-retry-delay = "200ms"
-retry-max-delay = "1s"
+retry-delay = "{retry}"
+retry-max-delay = "{retry_max}"
 drain-timeout = "{drain}"
 settle-delay = "{settle}"
 max-delay = "{max_delay}"
@@ -652,6 +657,8 @@ listen = "127.0.0.1:{metrics_port}"
         destination_extra = opts.destination_extra,
         drain = opts.drain_timeout,
         settle = opts.settle_delay,
+        retry = opts.retry_delay,
+        retry_max = opts.retry_max_delay,
         max_delay = opts.max_delay,
         max_stream = opts.max_stream_size,
         state_extra = opts.state_extra,
