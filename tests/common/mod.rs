@@ -143,7 +143,6 @@ impl Clamd {
             .spawn()
             .expect("start clamd");
         self.child = Some(child);
-        let log = self.log.clone();
         wait_for("clamd to answer PING", Duration::from_secs(60), || {
             let mut s = UnixStream::connect(&self.socket).ok()?;
             s.write_all(b"zPING\0").ok()?;
@@ -151,7 +150,6 @@ impl Clamd {
             s.read_to_end(&mut reply).ok()?;
             reply.starts_with(b"PONG").then_some(())
         });
-        let _ = log;
     }
 
     pub fn pause(&mut self) {
