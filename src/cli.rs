@@ -126,7 +126,7 @@ fn describe(e: &anyhow::Error) -> String {
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let settings = Config::load(path)?;
     let cfg = &settings.raw;
-    crate::secret::read_passphrase(&cfg.encrypt.passphrase_file)?;
+    settings.passphrase()?;
     for (key, dir) in [
         ("mount.source", &cfg.mount.source),
         ("mount.mountpoint", &cfg.mount.mountpoint),

@@ -139,7 +139,10 @@ pub struct ScanConfig {
 pub struct EncryptConfig {
     /// First line is the passphrase, as with `gpg --passphrase-file`. Mode must deny group
     /// and others.
-    pub passphrase_file: PathBuf,
+    pub passphrase_file: Option<PathBuf>,
+    /// Instead of a file: the name of a systemd credential (`LoadCredential=NAME:...`), read
+    /// from `$CREDENTIALS_DIRECTORY/NAME`.
+    pub passphrase_credential: Option<String>,
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
 }
@@ -389,6 +392,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Reads the passphrase from wherever the config says it is.
+    pub fn passphrase(&self) -> Result<Vec<u8>, crate::secret::SecretError> {
+        let enc = &self.raw.encrypt;
+        if let Some(file) = &enc.passphrase_file {
+            return crate::secret::read_passphrase(file, "encrypt.passphrase-file");
+        }
+        let name = enc.passphrase_credential.as_deref().unwrap_or_default();
+        crate::secret::read_credential(name)
+    }
+
     /// A warning when `destination.allowed` does not cover the destination itself: gate 2
     /// would then refuse every upload.
     pub fn allowed_warning(&self) -> Option<String> {
@@ -472,6 +485,30 @@ impl Config {
                 "encrypt.zstd-level",
                 "must be between 1 and 22".into(),
             ));
+        }
+        match (
+            &self.encrypt.passphrase_file,
+            &self.encrypt.passphrase_credential,
+        ) {
+            (None, None) => {
+                return Err(invalid(
+                    "encrypt.passphrase-file",
+                    "is required (or encrypt.passphrase-credential under systemd)".into(),
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "encrypt.passphrase-credential",
+                    "set either it or encrypt.passphrase-file, not both".into(),
+                ))
+            }
+            (None, Some(name)) if name.is_empty() || name.contains('/') => {
+                return Err(invalid(
+                    "encrypt.passphrase-credential",
+                    format!("`{name}` is not a credential name"),
+                ))
+            }
+            _ => {}
         }
         if self.policy.max_file_size.0 == 0 {
             return Err(invalid(
@@ -564,7 +601,6 @@ impl Config {
             &mut self.log.file,
             &mut self.log.audit,
             &mut self.log.quarantine_dir,
-            &mut self.encrypt.passphrase_file,
         ] {
             *p = base.join(&*p);
         }

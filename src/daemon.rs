@@ -26,7 +26,7 @@ use crate::sys;
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let settings = Config::load(config_path)?;
     let cfg = &settings.raw;
-    let passphrase = crate::secret::read_passphrase(&cfg.encrypt.passphrase_file)?;
+    let passphrase = settings.passphrase()?;
     // Everything backupfs itself creates (state, spool, logs, local objects) is private to
     // root and its group. Files created through the mount get the caller's mode explicitly.
     sys::set_umask(0o027);
@@ -103,6 +103,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let _ = notifier.set(session.notifier());
     tracing::info!(source = %cfg.mount.source.display(), mountpoint = %cfg.mount.mountpoint.display(), workers = cfg.pipeline.workers, "mounted");
     start_catchup(&cfg.mount.source, pipeline.queue().clone(), metrics.clone());
+    notify_systemd("READY=1\nSTATUS=mounted");
 
     let unmounted_outside = rt.block_on(wait_for_stop(&session));
     if unmounted_outside {
@@ -116,6 +117,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         tracing::info!("unmounted");
     }
 
+    notify_systemd("STOPPING=1\nSTATUS=draining the queue");
     let (waiting, failed) = pipeline.queue().refresh_gauges();
     tracing::info!(waiting, failed, drain = ?cfg.pipeline.drain_timeout, "draining the queue");
     let left = pipeline.shutdown(cfg.pipeline.drain_timeout);
@@ -266,6 +268,28 @@ fn refuse_mounted(mountpoint: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Tells systemd (a `Type=notify` unit) about the daemon's state; does nothing when not
+/// started by systemd.
+fn notify_systemd(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = target.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(Path::new(&target)),
+    };
+    let sent = UnixDatagram::unbound().and_then(|sock| {
+        let addr = addr?;
+        sock.send_to_addr(state.as_bytes(), &addr)
+    });
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 /// Queues, in the background, every file that changed while nothing was watching.

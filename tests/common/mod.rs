@@ -232,6 +232,8 @@ pub struct Options {
     pub dir_destination: bool,
     /// `pipeline.drain-timeout`.
     pub drain_timeout: &'static str,
+    /// Name the passphrase as a systemd credential instead of a file.
+    pub passphrase_credential: bool,
     /// `pipeline.retry-delay` and `pipeline.retry-max-delay`.
     pub retry_delay: &'static str,
     pub retry_max_delay: &'static str,
@@ -252,6 +254,7 @@ impl Default for Options {
             allowed: None,
             dir_destination: false,
             drain_timeout: "5s",
+            passphrase_credential: false,
             retry_delay: "200ms",
             retry_max_delay: "1s",
             settle_delay: "200ms",
@@ -272,6 +275,7 @@ pub struct Stack {
     pub clamd: Clamd,
     pub s3: S3,
     daemon: Option<Child>,
+    env: Vec<(String, String)>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -281,6 +285,11 @@ impl Stack {
     }
 
     pub fn with(opts: Options) -> Self {
+        Self::with_env(opts, &[])
+    }
+
+    /// Like [`Stack::with`], with extra environment variables for the daemon.
+    pub fn with_env(opts: Options, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("backupfs-test")
             .tempdir()
@@ -315,6 +324,10 @@ impl Stack {
             clamd,
             s3,
             daemon: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             rt,
         };
         stack.mount();
@@ -331,6 +344,7 @@ impl Stack {
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "BACKUPFS_LOG",
                 "debug,aws_smithy_runtime=info,hyper=info,aws_config=info",
@@ -642,7 +656,7 @@ blacklist = ["**/*.exe"]
 clamd = "unix:{sock}"
 max-stream-size = "{max_stream}"
 [encrypt]
-passphrase-file = "{root}/passphrase"
+{passphrase}
 zstd-level = 3
 {destination}
 {destination_extra}
@@ -651,11 +665,15 @@ listen = "127.0.0.1:{metrics_port}"
 "#,
         max = opts.max_file_size,
         sock = clamd.socket.display(),
-        root = root.display(),
         destination_extra = opts.destination_extra,
         drain = opts.drain_timeout,
         settle = opts.settle_delay,
         retry = opts.retry_delay,
+        passphrase = if opts.passphrase_credential {
+            "passphrase-credential = \"backupfs-passphrase\"".to_string()
+        } else {
+            format!("passphrase-file = \"{}/passphrase\"", root.display())
+        },
         retry_max = opts.retry_max_delay,
         max_delay = opts.max_delay,
         max_stream = opts.max_stream_size,
