@@ -40,6 +40,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show the queue, failed jobs with their errors, whether clamd and the destination
+    /// answer, and the last backup (works while the mount runs).
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// One JSON object, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show or retry queued jobs (works while the mount runs).
     Queue {
         #[command(subcommand)]
@@ -92,6 +101,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mount { config } => crate::daemon::run(&config),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Status { config, json } => status(&config, json),
         Command::Queue { action } => queue(action),
         Command::Hashes { action } => hashes(action),
     };
@@ -139,6 +149,110 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     println!("{}: ok", path.display());
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct Status {
+    pending: u64,
+    failed: u64,
+    failed_jobs: Vec<crate::state::JobInfo>,
+    clamd: Reachability,
+    destination: Reachability,
+    last_backup: Option<LastBackup>,
+}
+
+#[derive(serde::Serialize)]
+struct Reachability {
+    address: String,
+    ok: bool,
+    error: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct LastBackup {
+    path: String,
+    object: String,
+    time: String,
+}
+
+fn reach<E: std::fmt::Display>(address: String, result: Result<(), E>) -> Reachability {
+    Reachability {
+        address,
+        ok: result.is_ok(),
+        error: result.err().map(|e| e.to_string()),
+    }
+}
+
+fn status(config: &Path, json: bool) -> anyhow::Result<()> {
+    let settings = Config::load(config)?;
+    let cfg = &settings.raw;
+    let state = State::open(&cfg.state.dir)?;
+    let (pending, failed) = state.job_counts()?;
+    let failed_jobs: Vec<_> = state
+        .list_jobs()?
+        .into_iter()
+        .filter(|j| j.state == "failed")
+        .collect();
+    let scanner =
+        crate::pipeline::scan::Scanner::new(settings.clamd.clone(), cfg.scan.max_stream_size.0);
+    let clamd = reach(settings.clamd.to_string(), scanner.ping());
+    // The destination drives its requests with Handle::block_on, which needs runtime
+    // worker threads of its own.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let destination = match crate::pipeline::upload::open(&cfg.destination, rt.handle()) {
+        Ok(dest) => reach(cfg.destination.base_url(), dest.probe()),
+        Err(e) => reach(cfg.destination.base_url(), Err(e)),
+    };
+    let last_backup = state.last_backup()?.map(|(path, object, secs)| LastBackup {
+        path,
+        object,
+        time: humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+        )
+        .to_string(),
+    });
+    let status = Status {
+        pending,
+        failed,
+        failed_jobs,
+        clamd,
+        destination,
+        last_backup,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!(
+        "queue:        {} pending, {} failed",
+        status.pending, status.failed
+    );
+    for (name, r) in [
+        ("clamd", &status.clamd),
+        ("destination", &status.destination),
+    ] {
+        let state = if r.ok {
+            "reachable".to_string()
+        } else {
+            format!("UNREACHABLE: {}", r.error.as_deref().unwrap_or(""))
+        };
+        println!("{name:<13} {} — {state}", r.address);
+    }
+    match &status.last_backup {
+        Some(b) => println!("last backup:  {} ({}) at {}", b.path, b.object, b.time),
+        None => println!("last backup:  none yet"),
+    }
+    for job in &status.failed_jobs {
+        println!(
+            "failed:       {:?}: {}",
+            job.path,
+            job.last_error.as_deref().unwrap_or("")
+        );
+    }
     Ok(())
 }
 

@@ -540,6 +540,25 @@ impl State {
         })
     }
 
+    /// The newest catalog entry: (path, object, backup time in seconds).
+    pub fn last_backup(&self) -> Result<Option<(String, String, i64)>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT path, object, backed_up_at FROM catalog ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    let path: Vec<u8> = r.get(0)?;
+                    Ok((
+                        path_from(path).to_string_lossy().into_owned(),
+                        r.get(1)?,
+                        r.get(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))
+    }
+
     /// Paths with a job, pending or failed.
     pub fn job_paths(&self) -> Result<std::collections::HashSet<PathBuf>, StateError> {
         let conn = self.conn();

@@ -541,6 +541,17 @@ fn failed_jobs_wait_for_an_operator_then_retry() {
     wait_for("the failed-jobs gauge", Duration::from_secs(10), || {
         (stack.metric("backupfs_failed_jobs") == 1.0).then_some(())
     });
+    let status: serde_json::Value =
+        serde_json::from_str(&backupfs(&["status", "--json", "--config"], &stack.config)).unwrap();
+    assert_eq!(status["failed"], 1, "{status}");
+    assert_eq!(status["failed_jobs"][0]["path"], "report.txt", "{status}");
+    assert!(status["failed_jobs"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("destination.allowed"));
+    assert_eq!(status["clamd"]["ok"], true, "{status}");
+    assert_eq!(status["destination"]["ok"], true, "{status}");
+    assert!(status["last_backup"].is_null(), "{status}");
     let list = backupfs(&["queue", "list", "--config"], &stack.config);
     assert!(
         list.contains("\"state\":\"failed\"") && list.contains("destination.allowed"),
@@ -568,6 +579,16 @@ fn failed_jobs_wait_for_an_operator_then_retry() {
     )]);
     wait_all_backed_up(&stack, &files, Duration::from_secs(60));
     assert_eq!(stack.queued_jobs(), 0);
+    stack.clamd.pause();
+    let text = backupfs(&["status", "--config"], &stack.config);
+    assert!(
+        text.contains("0 pending, 0 failed") && text.contains("last backup:  report.txt"),
+        "{text}"
+    );
+    assert!(
+        text.contains("clamd") && text.contains("UNREACHABLE"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -618,6 +639,9 @@ fn backupfs(args: &[&str], config: &Path) -> String {
 fn backupfs_args(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_backupfs"))
         .args(args)
+        .env("AWS_ACCESS_KEY_ID", common::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", common::SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
     format!(

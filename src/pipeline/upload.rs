@@ -13,7 +13,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use hmac::{Hmac, Mac};
@@ -142,13 +142,28 @@ impl S3Destination {
 }
 
 /// An S3 client for this destination. Credentials come from the standard AWS chain
-/// (environment first); the region, endpoint and addressing style from the config.
+/// (environment first); the region, endpoint and addressing style from the config. With an
+/// explicit endpoint (an S3-compatible server, not AWS) the chain stops at the environment
+/// and the profile files: asking the EC2 instance metadata service there would only send
+/// requests to an address that has nothing to do with this server.
 pub async fn client(config: &DestinationConfig) -> aws_sdk_s3::Client {
+    use aws_config::meta::credentials::CredentialsProviderChain;
     let region = Region::new(config.region.clone());
-    let credentials = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-        .region(region.clone())
-        .build()
-        .await;
+    let credentials: aws_sdk_s3::config::SharedCredentialsProvider = if config.endpoint.is_some() {
+        let env =
+            aws_config::environment::credentials::EnvironmentVariableCredentialsProvider::new();
+        let profile = aws_config::profile::ProfileFileCredentialsProvider::builder().build();
+        aws_sdk_s3::config::SharedCredentialsProvider::new(
+            CredentialsProviderChain::first_try("environment", env).or_else("profile", profile),
+        )
+    } else {
+        aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                .region(region.clone())
+                .build()
+                .await,
+        )
+    };
     let mut builder = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(region)
@@ -163,6 +178,22 @@ pub async fn client(config: &DestinationConfig) -> aws_sdk_s3::Client {
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     }
     aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// An error and its causes on one line, each shown once, without the debug dumps the SDK's
+/// own context formatter adds.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// Server errors and throttling pass; other refusals (403, 404 bucket) need an operator.
@@ -185,9 +216,9 @@ where
             }
         }
         SdkError::ConstructionFailure(_) => {
-            UploadError::Permanent(format!("{what}: {}", DisplayErrorContext(&err)))
+            UploadError::Permanent(format!("{what}: {}", causes(&err)))
         }
-        _ => UploadError::Transient(format!("{what}: {}", DisplayErrorContext(&err))),
+        _ => UploadError::Transient(format!("{what}: {}", causes(&err))),
     }
 }
 
@@ -287,7 +318,7 @@ impl S3Destination {
         match aborted {
             Ok(_) => true,
             Err(e) => {
-                tracing::warn!(key, error = %DisplayErrorContext(&e), "cannot abort multipart upload yet; will try again");
+                tracing::warn!(key, error = %causes(&e), "cannot abort multipart upload yet; will try again");
                 false
             }
         }

@@ -18,8 +18,8 @@ use serde_json::Value;
 
 pub const BUCKET: &str = "backups";
 pub const PREFIX: &str = "host-a";
-const ACCESS_KEY: &str = "backupfs-test";
-const SECRET_KEY: &str = "backupfs-test-secret";
+pub const ACCESS_KEY: &str = "backupfs-test";
+pub const SECRET_KEY: &str = "backupfs-test-secret";
 
 /// EICAR, assembled at run time so the repository holds no copy of it.
 pub fn eicar() -> Vec<u8> {
