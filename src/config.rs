@@ -607,6 +607,7 @@ impl Config {
         for p in [
             self.destination.path.as_mut(),
             self.state.spool_dir.as_mut(),
+            self.encrypt.passphrase_file.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -850,6 +851,16 @@ mod tests {
         );
         let err = load(&bad_url).unwrap_err().to_string();
         assert!(err.contains("destination.endpoint"), "{err}");
+    }
+
+    #[test]
+    fn relative_passphrase_file_resolves_against_the_config_directory() {
+        let text = MINIMAL.replace("/etc/backupfs/passphrase", "secret/pass");
+        let s = load(&text).unwrap();
+        assert_eq!(
+            s.raw.encrypt.passphrase_file.as_deref(),
+            Some(Path::new("/etc/backupfs/secret/pass"))
+        );
     }
 
     #[test]
