@@ -1,0 +1,175 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+    [mount]
+    source = "/srv/data"
+    mountpoint = "/mnt/drop"
+    [encrypt]
+    passphrase-file = "/etc/backupfs/passphrase"
+    [destination]
+    kind = "s3"
+    bucket = "backups"
+    prefix = "host-a"
+    allowed = ["s3://backups/host-a"]
+"#;
+
+fn load(text: &str) -> Result<Settings, ConfigError> {
+    Config::from_toml(text, Path::new("/etc/backupfs/config.toml"))
+}
+
+#[test]
+fn example_config_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/backupfs.example.toml");
+    let settings = Config::load(&path).expect("the shipped example must load");
+    let raw = &settings.raw;
+    assert_eq!(raw.pipeline.workers, 2);
+    assert_eq!(raw.policy.max_file_size, ByteSize(5 << 30));
+    assert!(settings.blacklist.is_match("dir/setup.exe"));
+    assert!(settings.blacklist.is_match("setup.exe"));
+    assert!(!settings.blacklist.is_match("setup.txt"));
+    assert_eq!(raw.destination.base_url(), "s3://backups/host-a");
+}
+
+#[test]
+fn minimal_config_gets_defaults_and_absolute_paths() {
+    let s = load(MINIMAL).expect("minimal config loads");
+    assert_eq!(s.raw.pipeline.workers, 2);
+    assert_eq!(
+        s.raw.log.file,
+        Path::new("/etc/backupfs/logs/backup_pipeline.log")
+    );
+    assert_eq!(s.clamd, ClamdAddress::Unix("/run/clamav/clamd.ctl".into()));
+    assert_eq!(s.metrics_listen, Some("127.0.0.1:9477".parse().unwrap()));
+}
+
+#[test]
+fn errors_name_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("[pipeline]\nworkers = 0\n", "", "pipeline.workers"),
+        ("[pipeline]\nwrokers = 2\n", "", "wrokers"),
+        (
+            "[policy]\nmax-file-size = \"5 parsecs\"\n",
+            "",
+            "max-file-size",
+        ),
+        ("[scan]\nclamd = \"http://x\"\n", "", "scan.clamd"),
+        ("[metrics]\nlisten = \"nowhere\"\n", "", "metrics.listen"),
+        ("[policy]\nblacklist = [\"a[\"]\n", "", "policy.blacklist"),
+        ("", "zstd-level = 99\n", "encrypt.zstd-level"),
+        ("[scan]\nclamd = \"unix:\"\n", "", "scan.clamd"),
+        (
+            "[policy]\nmax-file-size = \"0\"\n",
+            "",
+            "policy.max-file-size",
+        ),
+        ("[policy]\nmax-file-size = -5\n", "", "max-file-size"),
+        ("[state]\ndir = \"/srv/data/.state\"\n", "", "state.dir"),
+        (
+            "[state]\nspool-dir = \"/mnt/drop/spool\"\n",
+            "",
+            "state.spool-dir",
+        ),
+    ];
+    for (extra, encrypt_extra, key) in cases {
+        let text = MINIMAL.replace(
+            "passphrase-file = \"/etc/backupfs/passphrase\"",
+            &format!("passphrase-file = \"/etc/backupfs/passphrase\"\n{encrypt_extra}"),
+        ) + extra;
+        let err = load(&text).expect_err(key).to_string();
+        assert!(err.contains(key), "error for {key} does not name it: {err}");
+        assert!(err.contains("/etc/backupfs/config.toml"), "{err}");
+    }
+}
+
+#[test]
+fn destination_needs_allowed_and_bucket() {
+    let no_allowed = MINIMAL.replace("allowed = [\"s3://backups/host-a\"]", "allowed = []");
+    let err = load(&no_allowed).unwrap_err().to_string();
+    assert!(err.contains("destination.allowed"), "{err}");
+    let no_bucket = MINIMAL.replace("bucket = \"backups\"", "");
+    let err = load(&no_bucket).unwrap_err().to_string();
+    assert!(err.contains("destination.bucket"), "{err}");
+    let dir = MINIMAL.replace("kind = \"s3\"", "kind = \"dir\"");
+    let err = load(&dir).unwrap_err().to_string();
+    assert!(err.contains("destination.path"), "{err}");
+}
+
+#[test]
+fn nested_mount_and_source_are_refused() {
+    let inner = MINIMAL.replace(
+        "mountpoint = \"/mnt/drop\"",
+        "mountpoint = \"/srv/data/inner\"",
+    );
+    let err = load(&inner).unwrap_err().to_string();
+    assert!(
+        err.contains("mount.mountpoint") && err.contains("inside"),
+        "{err}"
+    );
+    let outer = MINIMAL.replace("source = \"/srv/data\"", "source = \"/mnt/drop/src\"");
+    let err = load(&outer).unwrap_err().to_string();
+    assert!(err.contains("mount.source"), "{err}");
+    let bad_url = MINIMAL.replace(
+        "prefix = \"host-a\"",
+        "prefix = \"host-a\"\nendpoint = \"not a url\"",
+    );
+    let err = load(&bad_url).unwrap_err().to_string();
+    assert!(err.contains("destination.endpoint"), "{err}");
+}
+
+#[test]
+fn relative_passphrase_file_resolves_against_the_config_directory() {
+    let text = MINIMAL.replace("/etc/backupfs/passphrase", "secret/pass");
+    let s = load(&text).unwrap();
+    assert_eq!(
+        s.raw.encrypt.passphrase_file.as_deref(),
+        Some(Path::new("/etc/backupfs/secret/pass"))
+    );
+}
+
+#[test]
+fn bare_config_file_name_resolves_against_the_working_directory() {
+    let s = Config::from_toml(MINIMAL, Path::new("config.toml")).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(s.raw.state.dir, Path::new("/var/lib/backupfs"));
+    assert_eq!(s.raw.log.file, cwd.join("logs/backup_pipeline.log"));
+}
+
+#[test]
+fn blacklist_ignores_case_and_extensions_lose_their_dot() {
+    let text = MINIMAL.to_string()
+        + "[policy]\nblacklist = [\"**/*.exe\"]\nallowed-extensions = [\".TXT\"]\n";
+    let s = load(&text).unwrap();
+    assert!(s.blacklist.is_match("dir/SETUP.EXE"));
+    assert_eq!(s.raw.policy.allowed_extensions, ["txt"]);
+}
+
+#[test]
+fn quarantine_inside_source_is_refused() {
+    let text = MINIMAL.to_string()
+        + "[log]\nfile = \"/l/a.log\"\naudit = \"/l/a.jsonl\"\nquarantine-dir = \"/srv/data/q\"\n";
+    let err = load(&text).unwrap_err().to_string();
+    assert!(err.contains("log.quarantine-dir"), "{err}");
+}
+
+#[test]
+fn byte_sizes_parse() {
+    let cases = [
+        ("5GiB", Some(5u64 << 30)),
+        ("64 MiB", Some(64 << 20)),
+        ("10MB", Some(10_000_000)),
+        ("1048576", Some(1 << 20)),
+        ("1.5GiB", None),
+        ("12 furlongs", None),
+        ("", None),
+    ];
+    for (text, want) in cases {
+        assert_eq!(text.parse::<ByteSize>().ok().map(|b| b.0), want, "{text}");
+    }
+}
+
+#[test]
+fn urls_join_with_one_slash() {
+    assert_eq!(join_url("s3://b", "host-a"), "s3://b/host-a");
+    assert_eq!(join_url("s3://b/", "/host-a/"), "s3://b/host-a");
+    assert_eq!(join_url("s3://b", ""), "s3://b");
+}
