@@ -269,7 +269,17 @@ fn queue(action: QueueAction) -> anyhow::Result<()> {
             }
         }
         QueueAction::Retry { config, paths } => {
-            let n = open_state(&config)?.retry_failed(&paths, crate::pipeline::queue::now_ms())?;
+            let settings = Config::load(&config)?;
+            // Accept paths as the user sees them too: absolute, under the mountpoint.
+            let paths: Vec<PathBuf> = paths
+                .into_iter()
+                .map(|p| match p.strip_prefix(&settings.raw.mount.mountpoint) {
+                    Ok(inside) => inside.to_path_buf(),
+                    Err(_) => p,
+                })
+                .collect();
+            let n = State::open(&settings.raw.state.dir)?
+                .retry_failed(&paths, crate::pipeline::queue::now_ms())?;
             println!("{n} failed job(s) queued again");
         }
     }

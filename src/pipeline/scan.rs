@@ -88,6 +88,10 @@ impl Scanner {
             ),
         };
         match reply {
+            // clamd always answers a finished stream; silence means it died mid-scan.
+            Ok(reply) if reply.iter().all(|b| *b == 0 || b.is_ascii_whitespace()) => {
+                Err(self.unavailable("clamd closed the connection without a verdict".into()))
+            }
             Ok(reply) => Ok(parse_reply(&reply)),
             Err(e) => {
                 // Either clamd went away mid-stream, or it cut the stream off because the
@@ -152,6 +156,46 @@ mod tests {
         let s = Scanner::new(ClamdAddress::Unix("/nonexistent/clamd.sock".into()), 10);
         let v = s.scan(Path::new("/dev/null"), 11).unwrap();
         assert!(matches!(v, Verdict::NotScanned(r) if r.contains("max-stream-size")));
+    }
+
+    /// A clamd that answers PING but dies (closes without a word) during the scan.
+    #[test]
+    fn clamd_dying_mid_scan_is_retried_not_a_verdict() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("clamd.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().take(3) {
+                let mut conn = conn.unwrap();
+                let mut head = [0u8; 6];
+                if conn.read_exact(&mut head).is_err() {
+                    continue;
+                }
+                if &head == b"zPING\0" {
+                    let _ = conn.write_all(b"PONG\0");
+                    continue;
+                }
+                // zINSTREAM\0: take the whole stream, then vanish without a verdict.
+                let mut rest = [0u8; 4];
+                let _ = conn.read_exact(&mut rest);
+                loop {
+                    let mut len = [0u8; 4];
+                    if conn.read_exact(&mut len).is_err() || u32::from_be_bytes(len) == 0 {
+                        break;
+                    }
+                    let mut chunk = vec![0u8; u32::from_be_bytes(len) as usize];
+                    if conn.read_exact(&mut chunk).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let file = dir.path().join("data");
+        std::fs::write(&file, b"some bytes").unwrap();
+        let s = Scanner::new(ClamdAddress::Unix(sock), 1 << 20);
+        let err = s.scan(&file, 10).unwrap_err();
+        assert!(err.to_string().contains("without a verdict"), "{err}");
     }
 
     #[test]

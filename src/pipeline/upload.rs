@@ -164,7 +164,14 @@ pub async fn client(config: &DestinationConfig) -> aws_sdk_s3::Client {
                 .await,
         )
     };
+    // A server that accepts a connection and then says nothing must not hold a worker
+    // forever: each attempt gets a bounded time (generous, since parts are up to part-size).
+    let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .operation_attempt_timeout(std::time::Duration::from_secs(600))
+        .build();
     let mut builder = aws_sdk_s3::config::Builder::new()
+        .timeout_config(timeouts)
         .behavior_version(BehaviorVersion::latest())
         .region(region)
         .credentials_provider(credentials)
@@ -209,7 +216,8 @@ where
             let message = format!("{what}: HTTP {status} {code} {detail}")
                 .trim_end()
                 .to_string();
-            if status >= 500 || status == 429 {
+            // RequestTimeout (400) is S3 giving up on a slow body: worth another try.
+            if status >= 500 || status == 429 || code == "RequestTimeout" {
                 UploadError::Transient(message)
             } else {
                 UploadError::Permanent(message)
