@@ -67,7 +67,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let blacklist = Blacklist::new(settings.blacklist.clone());
     let fs = Passthrough::new(&cfg.mount.source, blacklist.clone(), queue.clone())
         .with_context(|| format!("mount.source {}", cfg.mount.source.display()))?;
-    let fs = Arc::new(fs);
+    let fs = Arc::new(fs.report_open_files_every(cfg.pipeline.max_delay));
     let notifier: Arc<OnceLock<Notifier>> = Arc::new(OnceLock::new());
 
     let stages = build_stages(

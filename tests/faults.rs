@@ -372,6 +372,31 @@ fn a_file_that_never_settles_is_still_backed_up_every_max_delay() {
 }
 
 #[test]
+fn a_log_held_open_is_backed_up_while_it_stays_open() {
+    use std::io::Write;
+    let stack = Stack::with(Options {
+        settle_delay: "500ms",
+        max_delay: "2s",
+        ..Options::default()
+    });
+    let mut log = std::fs::File::create(stack.mnt.join("held.log")).unwrap();
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        writeln!(log, "line {i}").unwrap();
+        log.flush().unwrap();
+        i += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let versions = stack.versions("held.log");
+    drop(log);
+    assert!(
+        versions >= 1,
+        "nothing backed up while the log stayed open for 8 s"
+    );
+}
+
+#[test]
 fn rewrite_during_upload_stores_the_final_bytes() {
     let stack = Stack::with(Options {
         clamd_stream_max: "300M",

@@ -82,6 +82,8 @@ struct Handle {
     ino: Arc<Inode>,
     /// Set once anything this handle did may have changed the content.
     changed: AtomicBool,
+    /// When this handle last reported its file, for files that stay open for long.
+    reported: Mutex<std::time::Instant>,
 }
 
 pub struct Passthrough {
@@ -94,6 +96,9 @@ pub struct Passthrough {
     sink: Arc<dyn ChangeSink>,
     /// Set when the daemon runs as root, so new files can be given to the caller.
     chown_new: bool,
+    /// A handle that keeps writing without being closed reports its file this often, so a
+    /// log held open for days is still backed up; zero turns it off.
+    report_open_every: std::time::Duration,
 }
 
 fn errno(code: i32) -> io::Error {
@@ -132,7 +137,14 @@ impl Passthrough {
             blacklist,
             sink,
             chown_new: sys::geteuid() == 0,
+            report_open_every: std::time::Duration::ZERO,
         })
+    }
+
+    /// Makes a handle that stays open while it writes report its file every `every`.
+    pub fn report_open_files_every(mut self, every: std::time::Duration) -> Self {
+        self.report_open_every = every;
+        self
     }
 
     pub fn source(&self) -> &Path {
@@ -404,6 +416,7 @@ impl Passthrough {
             file,
             ino,
             changed: AtomicBool::new(changed),
+            reported: Mutex::new(std::time::Instant::now()),
         });
         lock(&self.handles).insert(fh, handle);
         fh
@@ -484,6 +497,14 @@ impl Passthrough {
         let handle = self.handle(fh)?;
         handle.changed.store(true, Ordering::Relaxed);
         handle.file.write_all_at(data, offset)?;
+        if !self.report_open_every.is_zero() {
+            let mut reported = lock(&handle.reported);
+            if reported.elapsed() >= self.report_open_every {
+                *reported = std::time::Instant::now();
+                drop(reported);
+                self.notify_changed(handle.ino.fd());
+            }
+        }
         Ok(data.len() as u32)
     }
 
