@@ -148,6 +148,8 @@ pub struct JobRow {
     /// Bumped each time the file is queued again; a job is deleted only if its generation
     /// is still the one the worker started with.
     pub generation: i64,
+    /// How often the job was put back because the file changed under a worker.
+    pub attempts: i64,
 }
 
 /// A job as `backupfs queue list` shows it.
@@ -382,7 +384,7 @@ impl State {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, path, generation FROM jobs
+                "SELECT id, path, generation, attempts FROM jobs
                  WHERE state = 'pending' AND not_before_ms <= ?1
                  ORDER BY not_before_ms LIMIT ?2",
             )
@@ -393,6 +395,7 @@ impl State {
                     id: r.get(0)?,
                     path: path_from(r.get(1)?),
                     generation: r.get(2)?,
+                    attempts: r.get(3)?,
                 })
             })
             .map_err(|e| self.db_err(e))?;

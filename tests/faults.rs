@@ -397,6 +397,36 @@ fn a_log_held_open_is_backed_up_while_it_stays_open() {
 }
 
 #[test]
+fn a_file_appended_faster_than_it_is_read_is_backed_up_from_a_snapshot() {
+    use std::io::Write;
+    let stack = Stack::with(Options {
+        settle_delay: "200ms",
+        max_delay: "1s",
+        ..Options::default()
+    });
+    let mut rng = Rng(seed());
+    stack.put_file("busy.log", &rng.bytes(24 << 20));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) && stack.versions("busy.log") == 0 {
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(stack.mnt.join("busy.log"))
+            .unwrap();
+        log.write_all(&rng.bytes(4096)).unwrap();
+        drop(log);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert!(
+        stack.versions("busy.log") >= 1,
+        "never backed up while appended to"
+    );
+    assert!(stack.log_file().contains("backing up a snapshot"));
+    // The stored object holds exactly the bytes its catalog hash names.
+    let (sha, object) = stack.catalog()["busy.log"].clone();
+    assert_eq!(sha_hex(&stack.restore_with_stock_tools(&object)), sha);
+}
+
+#[test]
 fn rewrite_during_upload_stores_the_final_bytes() {
     let stack = Stack::with(Options {
         clamd_stream_max: "300M",

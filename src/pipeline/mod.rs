@@ -196,6 +196,9 @@ struct Ctx {
     stat: Option<FileStat>,
 }
 
+/// After this many tries that found the file changing, back up a snapshot instead.
+const SNAPSHOT_AFTER: i64 = 3;
+
 /// How often a waiting retry asks whether its service is back.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -471,6 +474,29 @@ impl Worker {
         Ok((File::from(fd), FileStat::of(&st)))
     }
 
+    /// Copies the source file into the spool and opens the copy. Returns the copy, the
+    /// source's attributes as they were when the copy began, and the guard that removes it.
+    fn snapshot(&self, job: &JobRow) -> Result<(File, FileStat, Option<SpoolFile>), Stop> {
+        let (mut source, stat) = self.open_source(&job.path)?;
+        let copy = SpoolFile(self.stages.spool.join(format!("{}.snap", job.id)));
+        let _ = std::fs::remove_file(&copy.0);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&copy.0)
+            .map_err(|e| failed("snapshot", format!("{}: {e}", copy.0.display())))?;
+        std::io::copy(&mut source, &mut out).map_err(|e| failed("snapshot", e))?;
+        let file = File::open(&copy.0).map_err(|e| failed("snapshot", e))?;
+        tracing::info!(
+            job = job.id,
+            attempts = job.attempts,
+            "file keeps changing; backing up a snapshot"
+        );
+        Ok((file, stat, Some(copy)))
+    }
+
     /// Fails with `Changed` if the open file is no longer as it was when first stat'ed.
     fn still_same(&self, file: &File, before: &FileStat) -> Result<(), Stop> {
         let now = sys::fstat(file.as_fd()).map_err(|e| failed("stat", e))?;
@@ -483,14 +509,27 @@ impl Worker {
     fn process(&self, ctx: &mut Ctx) -> Result<Stored, Stop> {
         let s = &*self.stages;
         let job = ctx.job.clone();
-        let (mut file, stat) = self.open_source(&job.path)?;
+        // A file that changed under every try so far (an appended log, say) is copied to
+        // the spool first and backed up from that copy: consistent with itself, if not
+        // with the file a moment later.
+        let (mut file, stat, snapshot) = if job.attempts >= SNAPSHOT_AFTER {
+            self.snapshot(&job)?
+        } else {
+            let (file, stat) = self.open_source(&job.path)?;
+            (file, stat, None)
+        };
+        // What is actually read: the source itself, or its snapshot.
+        let reading = match &snapshot {
+            Some(_) => FileStat::of(&sys::fstat(file.as_fd()).map_err(|e| failed("snapshot", e))?),
+            None => stat,
+        };
         ctx.stat = Some(stat);
-        ctx.record.size = Some(stat.size);
+        ctx.record.size = Some(reading.size);
         ctx.record.mtime = Some(stat.mtime_ns.div_euclid(1_000_000_000));
 
         // Gate 1 (blacklist, size, type) needs only the name and the size, so it runs before
         // anything is read: a 10 GiB file over the limit costs no hashing.
-        self.timed("gate1", &job, || s.gate1.check(&job.path, stat.size))
+        self.timed("gate1", &job, || s.gate1.check(&job.path, reading.size))
             .map_err(|reason| Stop::Outcome(Outcome::Rejected, reason))?;
         tracing::info!(job = job.id, stage = "gate1", "passed gate 1");
 
@@ -498,7 +537,7 @@ impl Worker {
         let (sha, read) = self
             .timed("dedup", &job, || dedup::hash(&file))
             .map_err(|e| failed("dedup", e))?;
-        self.still_same(&file, &stat)?;
+        self.still_same(&file, &reading)?;
         s.metrics.bytes_read.inc_by(read);
         ctx.sha = Some(sha);
         ctx.record.sha256 = Some(hex::encode(sha));
@@ -534,7 +573,7 @@ impl Worker {
             };
             self.retry("scan", &job, Some(watch), || {
                 s.scanner
-                    .scan(&fd_path, stat.size)
+                    .scan(&fd_path, reading.size)
                     .map_err(|e| Attempt::Retry(e.to_string()))
             })
         })?;
@@ -548,7 +587,7 @@ impl Worker {
         // 5. seal: zstd, then OpenPGP, into the spool. The bytes sealed must be the bytes
         //    hashed, or the file changed in between.
         let (spool, sealed_sha) = self.timed("seal", &job, || self.seal(&job, &mut file))?;
-        self.still_same(&file, &stat)?;
+        self.still_same(&file, &reading)?;
         if sealed_sha != sha {
             return Err(Stop::Changed(
                 "content changed between hashing and sealing".into(),
