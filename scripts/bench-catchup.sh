@@ -30,9 +30,7 @@ cleanup() {
     set +e
     trap - EXIT INT TERM
     bfs_stop_pid "$DAEMON_PID" 60
-    if [[ -n $WORK ]] && awk -v m="$WORK/mnt" '$2 == m {f=1} END {exit !f}' /proc/mounts; then
-        fusermount3 -u -z "$WORK/mnt" 2>/dev/null || umount -l "$WORK/mnt"
-    fi
+    [[ -n $WORK ]] && bfs_unmount_under "$WORK"
     bfs_stop_pid "${BFS_CLAMD_PID:-}"
     bfs_stop_pid "${BFS_S3_PID:-}"
     [[ -n $WORK ]] && rm -rf -- "$WORK"
@@ -42,13 +40,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-[[ $(id -u) -eq 0 ]] || { bfs_err "run as root (FUSE mount)"; exit 1; }
-bfs_ensure_packages
-bfs_ensure_rust
-bfs_ensure_s3s_fs
-if [[ ${BACKUPFS_BENCH_NO_BUILD:-0} != 1 ]]; then
-    (cd "$repo" && cargo build --release --quiet)
-fi
+bfs_bench_prepare "$repo"
 
 WORK=$(mktemp -d /tmp/backupfs-catchup.XXXXXX)
 mkdir -p "$WORK/source" "$WORK/mnt"

@@ -39,11 +39,7 @@ cleanup() {
     trap - EXIT INT TERM
     bfs_stop_pid "$DAEMON_PID" 60
     bfs_stop_pid "$TIME_PID" 10
-    if [[ -n $WORK ]]; then
-        for m in $(mounted_under "$WORK"); do
-            fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"
-        done
-    fi
+    [[ -n $WORK ]] && bfs_unmount_under "$WORK"
     bfs_stop_pid "${BFS_CLAMD_PID:-}"
     bfs_stop_pid "${BFS_S3_PID:-}"
     [[ -n $WORK ]] && rm -rf -- "$WORK"
@@ -53,16 +49,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ $(id -u) -ne 0 ]]; then
-    bfs_err "run as root (FUSE mount)"
-    exit 1
-fi
-bfs_ensure_packages
-bfs_ensure_rust
-bfs_ensure_s3s_fs
-if [[ ${BACKUPFS_BENCH_NO_BUILD:-0} != 1 ]]; then
-    (cd "$repo" && cargo build --release --quiet)
-fi
+bfs_bench_prepare "$repo"
 
 WORK=$(mktemp -d /tmp/backupfs-bench.XXXXXX)
 # clamd must accept the whole file, or it would be "not scanned" and never uploaded.

@@ -485,3 +485,27 @@ bfs_start_s3() {
     bfs_log "s3s-fs ready: pid $BFS_S3_PID, endpoint $endpoint, bucket $bucket, data $root"
     return 0
 }
+
+# bfs_bench_prepare REPO
+# What every benchmark needs first: root, the packages, cargo, s3s-fs, and a release build
+# of backupfs (skipped with BACKUPFS_BENCH_NO_BUILD=1).
+bfs_bench_prepare() {
+    local repo=${1:?usage: bfs_bench_prepare REPO}
+    if [[ $(id -u) -ne 0 ]]; then
+        bfs_err "run as root (FUSE mount)"
+        return 1
+    fi
+    bfs_ensure_packages && bfs_ensure_rust && bfs_ensure_s3s_fs || return 1
+    if [[ ${BACKUPFS_BENCH_NO_BUILD:-0} != 1 ]]; then
+        (cd "$repo" && cargo build --release --quiet) || return 1
+    fi
+}
+
+# bfs_unmount_under DIR
+# Lazily unmounts every mount below DIR (what a benchmark or demo mounted there).
+bfs_unmount_under() {
+    local dir=${1:?usage: bfs_unmount_under DIR} m
+    for m in $(awk -v w="$dir/" 'index($2, w) == 1 {print $2}' /proc/mounts); do
+        fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"
+    done
+}
