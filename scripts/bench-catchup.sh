@@ -30,10 +30,7 @@ cleanup() {
     set +e
     trap - EXIT INT TERM
     bfs_stop_pid "$DAEMON_PID" 60
-    [[ -n $WORK ]] && bfs_unmount_under "$WORK"
-    bfs_stop_pid "${BFS_CLAMD_PID:-}"
-    bfs_stop_pid "${BFS_S3_PID:-}"
-    [[ -n $WORK ]] && rm -rf -- "$WORK"
+    bfs_bench_teardown "$WORK"
     exit "$rc"
 }
 trap cleanup EXIT

@@ -29,9 +29,6 @@ WORK=""
 DAEMON_PID=""
 TIME_PID=""
 
-mounted_under() {
-    awk -v w="$1/" 'index($2, w) == 1 {print $2}' /proc/mounts
-}
 
 cleanup() {
     local rc=$?
@@ -39,10 +36,7 @@ cleanup() {
     trap - EXIT INT TERM
     bfs_stop_pid "$DAEMON_PID" 60
     bfs_stop_pid "$TIME_PID" 10
-    [[ -n $WORK ]] && bfs_unmount_under "$WORK"
-    bfs_stop_pid "${BFS_CLAMD_PID:-}"
-    bfs_stop_pid "${BFS_S3_PID:-}"
-    [[ -n $WORK ]] && rm -rf -- "$WORK"
+    bfs_bench_teardown "$WORK"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -93,7 +87,7 @@ CONF
         >"$dir/daemon.out" 2>&1 &
     TIME_PID=$!
     for _ in $(seq 1 200); do
-        [[ -n $(mounted_under "$dir") ]] && break
+        [[ -n $(bfs_mounts_under "$dir") ]] && break
         sleep 0.1
     done
     # Signals go to the daemon itself; GNU time would die of SIGTERM and orphan it.

@@ -501,11 +501,28 @@ bfs_bench_prepare() {
     fi
 }
 
+# bfs_mounts_under DIR
+# Prints every mount point below DIR.
+bfs_mounts_under() {
+    awk -v w="${1:?usage: bfs_mounts_under DIR}/" 'index($2, w) == 1 {print $2}' /proc/mounts
+}
+
 # bfs_unmount_under DIR
 # Lazily unmounts every mount below DIR (what a benchmark or demo mounted there).
 bfs_unmount_under() {
-    local dir=${1:?usage: bfs_unmount_under DIR} m
-    for m in $(awk -v w="$dir/" 'index($2, w) == 1 {print $2}' /proc/mounts); do
+    local m
+    for m in $(bfs_mounts_under "${1:?usage: bfs_unmount_under DIR}"); do
         fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"
     done
+}
+
+# bfs_bench_teardown WORK
+# The end of every benchmark: unmount what is below WORK, stop the clamd and S3 server
+# this shell started, and remove WORK. Stop the daemon first.
+bfs_bench_teardown() {
+    local work=$1
+    [[ -n $work ]] && bfs_unmount_under "$work"
+    bfs_stop_pid "${BFS_CLAMD_PID:-}"
+    bfs_stop_pid "${BFS_S3_PID:-}"
+    [[ -n $work ]] && rm -rf -- "$work"
 }
