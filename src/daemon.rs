@@ -84,7 +84,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         tracing::error!(error = %e, "the destination does not answer as expected; files wait in the queue");
         metrics.destination_up.set(0);
     }
-    if let Ok((_, failed)) = state_counts(&stages) {
+    if let Ok((_, failed)) = stages.state.job_counts() {
         if failed > 0 {
             tracing::warn!(
                 failed,
@@ -219,10 +219,6 @@ fn mount(settings: &Settings, fs: Arc<Passthrough>) -> anyhow::Result<fuser::Bac
     session
         .spawn()
         .with_context(|| format!("mount.mountpoint {}: cannot start", mountpoint.display()))
-}
-
-fn state_counts(stages: &Stages) -> Result<(u64, u64), crate::state::StateError> {
-    stages.state.job_counts()
 }
 
 /// Refuses a mountpoint that already has something mounted on it: mounting over it would
