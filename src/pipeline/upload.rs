@@ -29,6 +29,16 @@ pub enum UploadError {
     /// Retrying will not help until an operator acts (access denied, no such bucket).
     #[error("{0}")]
     Permanent(String),
+    /// The object asked for is not there.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// One object as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
 }
 
 /// Where sealed objects go.
@@ -42,6 +52,23 @@ pub trait Destination: Send + Sync {
     fn probe(&self) -> Result<(), UploadError> {
         Ok(())
     }
+    /// Stores `bytes` (a small object: a catalog batch, a marker) under `key`.
+    fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), UploadError>;
+    /// Streams the object into `out`; returns the bytes written.
+    fn get(&self, key: &str, out: &mut dyn io::Write) -> Result<u64, UploadError>;
+    /// Whether an object exists under `key`.
+    fn exists(&self, key: &str) -> Result<bool, UploadError>;
+    /// Every object whose key starts with `prefix`, in key order.
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>, UploadError>;
+    /// Removes the object; removing one that is not there is not an error.
+    fn delete(&self, key: &str) -> Result<(), UploadError>;
+}
+
+/// Reads a whole (small) object into memory.
+pub fn get_bytes(dest: &dyn Destination, key: &str) -> Result<Vec<u8>, UploadError> {
+    let mut out = Vec::new();
+    dest.get(key, &mut out)?;
+    Ok(out)
 }
 
 /// Turns a content hash into an object key.
@@ -63,11 +90,18 @@ impl ObjectNamer {
         }
     }
 
+    /// The object name of this content: the same on every host with this passphrase.
     pub fn key_for(&self, sha256: &[u8; 32]) -> String {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         mac.update(sha256);
         let name = hex::encode(mac.finalize().into_bytes());
         join_url(&self.prefix, &format!("data/{}/{name}", &name[..2]))
+    }
+
+    /// A fresh name for this content, for when its usual name is condemned by a prune in
+    /// progress and must not be written again.
+    pub fn fresh_key_for(&self, sha256: &[u8; 32]) -> String {
+        format!("{}-{:016x}", self.key_for(sha256), rand::random::<u64>())
     }
 }
 
@@ -82,7 +116,7 @@ pub fn open(
             let root = config.path.clone().ok_or("destination.path is required")?;
             fs::create_dir_all(&root)
                 .map_err(|e| format!("destination.path {}: {e}", root.display()))?;
-            Ok(Box::new(DirDestination { root }))
+            Ok(Box::new(DirDestination::new(root)))
         }
     }
 }
@@ -92,6 +126,12 @@ pub struct DirDestination {
     root: PathBuf,
 }
 
+impl DirDestination {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+}
+
 impl Destination for DirDestination {
     fn url(&self, key: &str) -> String {
         join_url(&format!("file://{}", self.root.display()), key)
@@ -99,12 +139,7 @@ impl Destination for DirDestination {
 
     fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError> {
         let dest = self.root.join(key);
-        let fail = |e: io::Error| match e.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EIO) => {
-                UploadError::Transient(format!("{}: {e}", dest.display()))
-            }
-            _ => UploadError::Permanent(format!("{}: {e}", dest.display())),
-        };
+        let fail = |e: io::Error| dir_error(&dest, e);
         let dir = dest.parent().expect("object keys always have a directory");
         fs::create_dir_all(dir).map_err(fail)?;
         let tmp = dest.with_extension(format!("tmp-{}", std::process::id()));
@@ -113,6 +148,82 @@ impl Destination for DirDestination {
         fs::rename(&tmp, &dest).map_err(fail)?;
         File::open(dir).and_then(|f| f.sync_all()).map_err(fail)?;
         Ok(written)
+    }
+
+    fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), UploadError> {
+        let dest = self.root.join(key);
+        let tmp = dest.with_extension(format!("tmp-{}", std::process::id()));
+        let result = fs::create_dir_all(dest.parent().expect("keys have a directory"))
+            .and_then(|()| fs::write(&tmp, bytes))
+            .and_then(|()| File::open(&tmp)?.sync_all())
+            .and_then(|()| fs::rename(&tmp, &dest));
+        result.map_err(|e| dir_error(&dest, e))
+    }
+
+    fn get(&self, key: &str, out: &mut dyn io::Write) -> Result<u64, UploadError> {
+        let path = self.root.join(key);
+        let mut file = File::open(&path).map_err(|e| dir_error(&path, e))?;
+        io::copy(&mut file, out).map_err(|e| UploadError::Transient(format!("{key}: {e}")))
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, UploadError> {
+        match fs::metadata(self.root.join(key)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(dir_error(&self.root.join(key), e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>, UploadError> {
+        // Walk the directory the prefix names (or its parent, for a partial last segment).
+        let (dir, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.join(dir)];
+        while let Some(at) = stack.pop() {
+            let entries = match fs::read_dir(&at) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(dir_error(&at, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| dir_error(&at, e))?;
+                let meta = entry.metadata().map_err(|e| dir_error(&entry.path(), e))?;
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                    continue;
+                }
+                let Ok(rel) = entry.path().strip_prefix(&self.root).map(Path::to_path_buf) else {
+                    continue;
+                };
+                let key = rel.to_string_lossy().into_owned();
+                if key.starts_with(prefix) && !key.contains(".tmp-") {
+                    out.push(Listed {
+                        key,
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), UploadError> {
+        let path = self.root.join(key);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(dir_error(&path, e)),
+        }
+    }
+}
+
+fn dir_error(path: &Path, e: io::Error) -> UploadError {
+    let text = format!("{}: {e}", path.display());
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => UploadError::Missing(text),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EIO) => UploadError::Transient(text),
+        _ => UploadError::Permanent(text),
     }
 }
 
@@ -217,7 +328,9 @@ where
                 .trim_end()
                 .to_string();
             // RequestTimeout (400) is S3 giving up on a slow body: worth another try.
-            if status >= 500 || status == 429 || code == "RequestTimeout" {
+            if status == 404 && code != "NoSuchBucket" {
+                UploadError::Missing(message)
+            } else if status >= 500 || status == 429 || code == "RequestTimeout" {
                 UploadError::Transient(message)
             } else {
                 UploadError::Permanent(message)
@@ -260,6 +373,107 @@ impl Destination for S3Destination {
             }
         })?;
         Ok(len)
+    }
+
+    fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), UploadError> {
+        self.rt.block_on(async {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .body(ByteStream::from(bytes.to_vec()))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify(&format!("PutObject {key}"), e))
+        })
+    }
+
+    fn get(&self, key: &str, out: &mut dyn io::Write) -> Result<u64, UploadError> {
+        self.rt.block_on(async {
+            let what = format!("GetObject {key}");
+            let got = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| classify(&what, e))?;
+            let mut body = got.body;
+            let mut written = 0u64;
+            while let Some(chunk) = body
+                .try_next()
+                .await
+                .map_err(|e| UploadError::Transient(format!("{what}: {}", causes(&e))))?
+            {
+                out.write_all(&chunk)
+                    .map_err(|e| UploadError::Permanent(format!("{what}: writing: {e}")))?;
+                written += chunk.len() as u64;
+            }
+            Ok(written)
+        })
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, UploadError> {
+        let head = self.rt.block_on(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send(),
+        );
+        match head.map_err(|e| classify(&format!("HeadObject {key}"), e)) {
+            Ok(_) => Ok(true),
+            Err(UploadError::Missing(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>, UploadError> {
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut token = None;
+            loop {
+                let page = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(prefix)
+                    .set_continuation_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&format!("ListObjectsV2 {prefix}"), e))?;
+                for object in page.contents() {
+                    if let Some(key) = object.key() {
+                        out.push(Listed {
+                            key: key.to_string(),
+                            size: object.size().unwrap_or(0).max(0) as u64,
+                        });
+                    }
+                }
+                token = page.next_continuation_token().map(str::to_string);
+                if token.is_none() || page.is_truncated() != Some(true) {
+                    break;
+                }
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<(), UploadError> {
+        let deleted = self.rt.block_on(
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send(),
+        );
+        match deleted.map_err(|e| classify(&format!("DeleteObject {key}"), e)) {
+            Ok(_) | Err(UploadError::Missing(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
