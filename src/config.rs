@@ -49,6 +49,8 @@ pub struct Config {
     pub encrypt: EncryptConfig,
     pub destination: DestinationConfig,
     #[serde(default)]
+    pub catalog: CatalogConfig,
+    #[serde(default)]
     pub metrics: MetricsConfig,
 }
 
@@ -162,8 +164,12 @@ pub struct DestinationConfig {
     pub bucket: Option<String>,
     /// Local directory standing in for the bucket (kind = "dir").
     pub path: Option<PathBuf>,
+    /// This host's prefix: its catalog lives under it.
     #[serde(default)]
     pub prefix: String,
+    /// Where content objects go; hosts that share it (and the passphrase) store each content
+    /// once. Defaults to `prefix`.
+    pub shared_prefix: Option<String>,
     pub endpoint: Option<String>,
     #[serde(default = "default_region")]
     pub region: String,
@@ -179,6 +185,25 @@ pub struct DestinationConfig {
     /// servers reject the chunked checksum trailers that are sent otherwise.
     #[serde(default = "default_true")]
     pub checksum_when_required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CatalogConfig {
+    /// How often new catalog records are written to the destination.
+    #[serde(with = "humantime_serde_compat")]
+    pub flush_interval: std::time::Duration,
+    /// Merge the catalog into one snapshot once this many batches have piled up.
+    pub compact_after: usize,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval: std::time::Duration::from_secs(5),
+            compact_after: 64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -406,24 +431,17 @@ impl Settings {
     /// would then refuse every upload.
     pub fn allowed_warning(&self) -> Option<String> {
         let dest = &self.raw.destination;
-        let base = dest.base_url();
-        let covered = dest
-            .allowed
-            .iter()
-            .map(|a| a.trim_end_matches('/'))
-            .any(|a| {
-                base == a
-                    || base
-                        .strip_prefix(a)
-                        .is_some_and(|rest| rest.starts_with('/'))
-            });
-        (!covered).then(|| {
-            format!(
-                "destination.allowed {:?} does not include the destination {base}: gate 2 will \
-                 refuse every upload",
-                dest.allowed
-            )
-        })
+        let gate2 = crate::pipeline::gate2::Gate2::new(&dest.allowed);
+        [dest.content_url(), dest.base_url()]
+            .into_iter()
+            .find(|url| gate2.destination_allowed(url).is_err())
+            .map(|url| {
+                format!(
+                    "destination.allowed {:?} does not include the destination {url}: gate 2 \
+                     will refuse every upload there",
+                    dest.allowed
+                )
+            })
     }
 
     /// Where sealed files wait for upload.
@@ -479,6 +497,18 @@ impl Config {
         }
         if self.mount.threads == 0 {
             return Err(invalid("mount.threads", "must be at least 1".into()));
+        }
+        if self.catalog.compact_after < 2 {
+            return Err(invalid(
+                "catalog.compact-after",
+                "must be at least 2".into(),
+            ));
+        }
+        if self.catalog.flush_interval.is_zero() {
+            return Err(invalid(
+                "catalog.flush-interval",
+                "must be longer than 0s".into(),
+            ));
         }
         if !(1..=22).contains(&self.encrypt.zstd_level) {
             return Err(invalid(
@@ -631,11 +661,15 @@ impl DestinationConfig {
             }
             _ => {}
         }
-        if self.prefix.starts_with('/') || self.prefix.split('/').any(|c| c == "..") {
-            return Err((
-                "destination.prefix",
-                "must be relative and must not contain `..`".into(),
-            ));
+        let prefixes = [
+            ("destination.prefix", Some(&self.prefix)),
+            ("destination.shared-prefix", self.shared_prefix.as_ref()),
+        ];
+        for (key, prefix) in prefixes {
+            let Some(prefix) = prefix else { continue };
+            if prefix.starts_with('/') || prefix.split('/').any(|c| c == "..") {
+                return Err((key, "must be relative and must not contain `..`".into()));
+            }
         }
         if self.allowed.is_empty() {
             return Err((
@@ -661,16 +695,29 @@ impl DestinationConfig {
         Ok(())
     }
 
-    /// The URL every object of this destination starts with, as gate 2 compares it.
+    /// Where content objects go: `shared-prefix`, or else `prefix`.
+    pub fn content_prefix(&self) -> &str {
+        self.shared_prefix.as_deref().unwrap_or(&self.prefix)
+    }
+
+    /// The URL this host's catalog objects start with, as gate 2 compares it.
     pub fn base_url(&self) -> String {
-        let root = match self.kind {
+        join_url(&self.root_url(), &self.prefix)
+    }
+
+    /// The URL content objects start with.
+    pub fn content_url(&self) -> String {
+        join_url(&self.root_url(), self.content_prefix())
+    }
+
+    fn root_url(&self) -> String {
+        match self.kind {
             DestinationKind::S3 => format!("s3://{}", self.bucket.as_deref().unwrap_or("")),
             DestinationKind::Dir => format!(
                 "file://{}",
                 self.path.as_deref().unwrap_or(Path::new("")).display()
             ),
-        };
-        join_url(&root, &self.prefix)
+        }
     }
 }
 

@@ -96,8 +96,41 @@ pub struct Version<'a> {
     pub sha256: &'a [u8; 32],
     pub object: &'a str,
     pub size: u64,
-    pub mtime: i64,
+    pub attrs: Attrs,
     pub classification: &'a str,
+}
+
+/// The attributes a restore gives back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attrs {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+}
+
+impl Attrs {
+    pub fn of(st: &libc::stat) -> Self {
+        Self {
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
+        }
+    }
+}
+
+/// A catalog row as it is published to the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogRow {
+    pub id: i64,
+    pub path: PathBuf,
+    pub sha256: [u8; 32],
+    pub object: String,
+    pub size: u64,
+    pub attrs: Attrs,
+    pub classification: String,
+    pub backed_up_ms: i64,
 }
 
 /// Content already in the destination.
@@ -174,6 +207,17 @@ pub struct State {
     conn: Mutex<Connection>,
 }
 
+/// Columns added to `catalog` after its first release, with their definitions; added to
+/// older databases on open.
+const CATALOG_COLUMNS: [(&str, &str); 6] = [
+    ("mode", "INTEGER NOT NULL DEFAULT 420"),
+    ("uid", "INTEGER NOT NULL DEFAULT 0"),
+    ("gid", "INTEGER NOT NULL DEFAULT 0"),
+    ("mtime_ns", "INTEGER"),
+    ("backed_up_ms", "INTEGER"),
+    ("published", "INTEGER NOT NULL DEFAULT 0"),
+];
+
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS content (
         sha256 BLOB PRIMARY KEY,
@@ -237,6 +281,52 @@ fn below_end(dir: &[u8]) -> Vec<u8> {
     end
 }
 
+/// Brings a database written by an older release up to the current schema.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let existing: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('catalog')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, definition) in CATALOG_COLUMNS {
+        if !existing.iter().any(|c| c == name) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE catalog ADD COLUMN {name} {definition}"
+            ))?;
+        }
+    }
+    conn.execute_batch(
+        "UPDATE catalog SET mtime_ns = mtime * 1000000000 WHERE mtime_ns IS NULL;
+         UPDATE catalog SET backed_up_ms = backed_up_at * 1000 WHERE backed_up_ms IS NULL;
+         CREATE INDEX IF NOT EXISTS catalog_unpublished ON catalog(published) WHERE published = 0;",
+    )
+}
+
+fn catalog_row(r: &rusqlite::Row) -> rusqlite::Result<CatalogRow> {
+    let sha: Vec<u8> = r.get(2)?;
+    let mut sha256 = [0u8; 32];
+    if sha.len() == 32 {
+        sha256.copy_from_slice(&sha);
+    }
+    Ok(CatalogRow {
+        id: r.get(0)?,
+        path: path_from(r.get(1)?),
+        sha256,
+        object: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        attrs: Attrs {
+            mode: r.get(5)?,
+            uid: r.get(6)?,
+            gid: r.get(7)?,
+            mtime_ns: r.get(8)?,
+        },
+        classification: r.get(9)?,
+        backed_up_ms: r.get(10)?,
+    })
+}
+
+const CATALOG_ROW: &str =
+    "id, path, sha256, object, size, mode, uid, gid, mtime_ns, classification, backed_up_ms";
+
 impl State {
     /// Opens (creating if needed) the state directory and its database.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
@@ -263,6 +353,7 @@ impl State {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        migrate(&conn).map_err(db_err)?;
         Ok(Self {
             path,
             conn: Mutex::new(conn),
@@ -442,7 +533,8 @@ impl State {
     /// Records how a job ended and removes it from the queue, in one transaction. If the
     /// file was queued again while the worker ran, the job stays for the newer version.
     pub fn finish(&self, job: &JobRow, done: Finish<'_>) -> Result<(), StateError> {
-        let now = crate::unix_now();
+        let now_ms = crate::pipeline::queue::now_ms();
+        let now = now_ms / 1000;
         self.tx(|tx| {
             if let Some((v, new_content)) = &done.version {
                 if *new_content {
@@ -453,16 +545,22 @@ impl State {
                     )?;
                 }
                 tx.execute(
-                    "INSERT INTO catalog (path, sha256, object, size, mtime, classification, backed_up_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO catalog (path, sha256, object, size, mtime, classification,
+                        backed_up_at, mode, uid, gid, mtime_ns, backed_up_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         path_bytes(v.path),
                         &v.sha256[..],
                         v.object,
                         v.size as i64,
-                        v.mtime,
+                        v.attrs.mtime_ns.div_euclid(1_000_000_000),
                         v.classification,
-                        now
+                        now,
+                        v.attrs.mode,
+                        v.attrs.uid,
+                        v.attrs.gid,
+                        v.attrs.mtime_ns,
+                        now_ms
                     ],
                 )?;
             }
@@ -639,6 +737,106 @@ impl State {
                 )?;
             }
             Ok(n)
+        })
+    }
+
+    /// Catalog rows not yet written to the destination, oldest first.
+    pub fn unpublished(&self, limit: usize) -> Result<Vec<CatalogRow>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {CATALOG_ROW} FROM catalog WHERE published = 0 ORDER BY id LIMIT ?1"
+            ))
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], catalog_row)
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Marks catalog rows as written to the destination.
+    pub fn mark_published(&self, ids: &[i64]) -> Result<(), StateError> {
+        self.tx(|tx| {
+            let mut stmt = tx.prepare_cached("UPDATE catalog SET published = 1 WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute(params![id])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Drops an unpublished version whose object turned out to be gone, and queues its
+    /// path again so the file is backed up anew.
+    pub fn withdraw(&self, row: &CatalogRow, now_ms: i64) -> Result<(), StateError> {
+        self.tx(|tx| {
+            tx.execute("DELETE FROM catalog WHERE id = ?1", params![row.id])?;
+            tx.execute("DELETE FROM content WHERE object = ?1", params![row.object])?;
+            tx.execute(
+                "DELETE FROM files WHERE path = ?1",
+                params![path_bytes(&row.path)],
+            )?;
+            tx.execute(
+                "INSERT INTO jobs (path, queued_at_ms, not_before_ms) VALUES (?1, ?2, ?2)
+                 ON CONFLICT(path) DO UPDATE SET generation = generation + 1, state = 'pending'",
+                params![path_bytes(&row.path), now_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Forgets that these objects hold content, so that the next file with that content
+    /// is stored anew rather than pointed at an object a prune may remove.
+    pub fn forget_objects(&self, objects: &[String]) -> Result<usize, StateError> {
+        self.tx(|tx| {
+            let mut stmt = tx.prepare_cached("DELETE FROM content WHERE object = ?1")?;
+            let mut n = 0;
+            for object in objects {
+                n += stmt.execute(params![object])?;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Replaces the local catalog and content index with `rows` (read back from the
+    /// destination), all marked as published. Returns the number of contents indexed.
+    pub fn rebuild_catalog(&self, rows: &[CatalogRow]) -> Result<usize, StateError> {
+        self.tx(|tx| {
+            tx.execute_batch("DELETE FROM catalog; DELETE FROM content; DELETE FROM files;")?;
+            let mut version = tx.prepare(&format!(
+                "INSERT INTO catalog ({CATALOG_ROW}, mtime, backed_up_at, published)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)"
+            ))?;
+            let mut content = tx.prepare(
+                "INSERT OR REPLACE INTO content (sha256, object, size, classification, stored_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for r in rows {
+                version.execute(params![
+                    r.id,
+                    path_bytes(&r.path),
+                    &r.sha256[..],
+                    r.object,
+                    r.size as i64,
+                    r.attrs.mode,
+                    r.attrs.uid,
+                    r.attrs.gid,
+                    r.attrs.mtime_ns,
+                    r.classification,
+                    r.backed_up_ms,
+                    r.attrs.mtime_ns.div_euclid(1_000_000_000),
+                    r.backed_up_ms.div_euclid(1000)
+                ])?;
+                content.execute(params![
+                    &r.sha256[..],
+                    r.object,
+                    r.size as i64,
+                    r.classification,
+                    r.backed_up_ms.div_euclid(1000)
+                ])?;
+            }
+            tx.query_row("SELECT COUNT(*) FROM content", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as usize)
         })
     }
 

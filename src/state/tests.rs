@@ -37,7 +37,7 @@ fn index_and_catalog_survive_reopen() {
             sha256: &sha,
             object: "host/data/ab/cd",
             size: 3,
-            mtime: 1,
+            attrs: crate::state::Attrs::default(),
             classification: "general",
         };
         let done = Finish {
