@@ -19,6 +19,8 @@ use crate::pipeline::scan::Scanner;
 use crate::pipeline::seal::Sealer;
 use crate::pipeline::upload::{self, ObjectNamer};
 use crate::pipeline::{self, Backoff, Pipeline, Queue, Stages};
+use crate::repo::publish::Publisher;
+use crate::repo::{Condemned, Repo};
 use crate::state::State;
 use crate::sys;
 
@@ -70,11 +72,27 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let fs = Arc::new(fs.report_open_files_every(cfg.pipeline.max_delay));
     let notifier: Arc<OnceLock<Notifier>> = Arc::new(OnceLock::new());
 
+    let destination: Arc<dyn upload::Destination> = upload::open(&cfg.destination, rt.handle())
+        .map_err(anyhow::Error::msg)?
+        .into();
+    let condemned = Arc::new(Condemned::default());
+    let publisher = Publisher {
+        repo: Arc::new(Repo::with_destination(
+            &settings,
+            &passphrase,
+            destination.clone(),
+        )?),
+        state: state.clone(),
+        queue: queue.clone(),
+        condemned: condemned.clone(),
+        interval: cfg.catalog.flush_interval,
+        compact_after: cfg.catalog.compact_after,
+    };
     let stages = build_stages(
         &settings,
         state,
         &passphrase,
-        &rt,
+        (destination, condemned),
         metrics.clone(),
         blacklist,
         &fs,
@@ -96,8 +114,26 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         tracing::error!(error = %e, "clamd is unreachable; files will wait for it and nothing is uploaded unscanned");
         metrics.clamd_up.set(0);
     }
+    match publisher.check_unpublished() {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            versions = n,
+            "files whose objects a prune removed are queued again"
+        ),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot check unpublished catalog records against the destination")
+        }
+    }
     let pipeline =
         Pipeline::start(stages, queue, cfg.pipeline.workers).context("cannot start the workers")?;
+    let publishing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let stop = publishing.clone();
+        std::thread::Builder::new()
+            .name("catalog".into())
+            .spawn(move || publisher.run(&stop))
+            .context("cannot start the catalog writer")?
+    };
 
     let session = mount(&settings, fs)?;
     let _ = notifier.set(session.notifier());
@@ -127,6 +163,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             "stopped with files still queued; they resume at the next start"
         );
     }
+    publishing.store(true, std::sync::atomic::Ordering::SeqCst);
+    if publisher.join().is_err() {
+        tracing::error!(
+            "the catalog writer panicked; unwritten records are written at the next start"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -136,7 +178,7 @@ fn build_stages(
     settings: &Settings,
     state: Arc<State>,
     passphrase: &[u8],
-    rt: &tokio::runtime::Runtime,
+    (destination, condemned): (Arc<dyn upload::Destination>, Arc<Condemned>),
     metrics: Arc<Metrics>,
     blacklist: Blacklist,
     fs: &Arc<Passthrough>,
@@ -151,7 +193,6 @@ fn build_stages(
         .with_context(|| format!("log.audit {}", cfg.log.audit.display()))?;
     let sealer =
         Sealer::new(passphrase, cfg.encrypt.zstd_level).context("cannot prepare encryption")?;
-    let destination = upload::open(&cfg.destination, rt.handle()).map_err(anyhow::Error::msg)?;
     let source = sys::open_beneath_root(fs.source())
         .with_context(|| format!("mount.source {}", fs.source().display()))?;
 
@@ -181,8 +222,9 @@ fn build_stages(
         quarantine,
         sealer,
         gate2: Gate2::new(&cfg.destination.allowed),
-        namer: ObjectNamer::new(passphrase, &cfg.destination.prefix),
+        namer: ObjectNamer::new(passphrase, cfg.destination.content_prefix()),
         destination,
+        condemned,
         audit,
         metrics,
         backoff: Backoff {

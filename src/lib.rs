@@ -11,6 +11,7 @@ pub mod fs;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod repo;
 pub mod secret;
 pub mod state;
 mod sys;

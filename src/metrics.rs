@@ -177,7 +177,7 @@ impl Metrics {
         for stage in STAGES {
             stage_seconds.with_label_values(&[stage]);
         }
-        for stage in ["scan", "seal", "upload"] {
+        for stage in ["dedup", "scan", "seal", "upload"] {
             retries.with_label_values(&[stage]);
         }
         for result in ["queued", "unchanged", "already-queued"] {

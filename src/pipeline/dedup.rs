@@ -56,6 +56,41 @@ pub fn hash<R: Read>(reader: R) -> io::Result<([u8; 32], u64)> {
     }
 }
 
+/// A writer that hashes every byte it passes on, so a restore can prove what it wrote.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: io::Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The digest of everything written, how many bytes that was, and the inner writer.
+    pub fn finish(self) -> ([u8; 32], u64, W) {
+        (self.hasher.finalize().into(), self.bytes, self.inner)
+    }
+}
+
+impl<W: io::Write> io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The object that already holds this content, if it was backed up before.
 pub fn known(state: &State, sha256: &[u8; 32]) -> Result<Option<Stored>, StateError> {
     state.object_for(sha256)

@@ -32,7 +32,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::metrics::{Metrics, Outcome};
-use crate::state::{FileStat, Finish, JobRow, State, Version};
+use crate::repo::SharedCondemned;
+use crate::state::{Attrs, FileStat, Finish, JobRow, State, Version};
 use crate::sys;
 use audit::{AuditLog, AuditRecord};
 use classify::Classifier;
@@ -73,7 +74,9 @@ pub struct Stages {
     pub sealer: Sealer,
     pub gate2: Gate2,
     pub namer: ObjectNamer,
-    pub destination: Box<dyn Destination>,
+    pub destination: Arc<dyn Destination>,
+    /// Objects a prune in progress may delete: never pointed at by a new version.
+    pub condemned: SharedCondemned,
     pub audit: AuditLog,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
@@ -185,7 +188,10 @@ fn failed(stage: &str, e: impl std::fmt::Display) -> Stop {
 /// What a stored job left in the destination.
 struct Stored {
     object: String,
-    new_content: bool,
+    /// Whether this job uploaded the object (else it was there already).
+    uploaded: bool,
+    /// Whether the local content index should learn of the object.
+    index: bool,
 }
 
 /// One job as it goes through the stages.
@@ -194,6 +200,7 @@ struct Ctx {
     record: AuditRecord,
     sha: Option<[u8; 32]>,
     stat: Option<FileStat>,
+    attrs: Attrs,
 }
 
 /// After this many tries that found the file changing, back up a snapshot instead.
@@ -248,6 +255,7 @@ impl Worker {
             job,
             sha: None,
             stat: None,
+            attrs: Attrs::default(),
         };
         let result = self.process(&mut ctx);
         let recorded = match result {
@@ -274,7 +282,7 @@ impl Worker {
 
     /// Commits an uploaded or duplicate file: catalog, index, and the job's removal.
     fn store(&self, ctx: &mut Ctx, stored: Stored) -> Result<(), crate::state::StateError> {
-        ctx.record.outcome = if stored.new_content {
+        ctx.record.outcome = if stored.uploaded {
             Outcome::Uploaded
         } else {
             ctx.record.reason = Some("content already backed up".into());
@@ -286,7 +294,7 @@ impl Worker {
             sha256: &sha,
             object: &stored.object,
             size: ctx.record.size.unwrap_or(0),
-            mtime: ctx.record.mtime.unwrap_or(0),
+            attrs: ctx.attrs,
             classification: ctx
                 .record
                 .classification
@@ -297,7 +305,7 @@ impl Worker {
         let result = self.stages.state.finish(
             &ctx.job,
             Finish {
-                version: Some((version, stored.new_content)),
+                version: Some((version, stored.index)),
                 seen,
             },
         );
@@ -452,7 +460,7 @@ impl Worker {
         self.wait(total, None)
     }
 
-    fn open_source(&self, path: &Path) -> Result<(File, FileStat), Stop> {
+    fn open_source(&self, path: &Path) -> Result<(File, FileStat, Attrs), Stop> {
         let vanished = |why: String| Stop::Outcome(Outcome::Vanished, why);
         // O_NONBLOCK: a FIFO swapped in under the name must not block the worker on open.
         let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
@@ -471,13 +479,13 @@ impl Worker {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(vanished("no longer a regular file".into()));
         }
-        Ok((File::from(fd), FileStat::of(&st)))
+        Ok((File::from(fd), FileStat::of(&st), Attrs::of(&st)))
     }
 
     /// Copies the source file into the spool and opens the copy. Returns the copy, the
     /// source's attributes as they were when the copy began, and the guard that removes it.
-    fn snapshot(&self, job: &JobRow) -> Result<(File, FileStat, Option<SpoolFile>), Stop> {
-        let (mut source, stat) = self.open_source(&job.path)?;
+    fn snapshot(&self, job: &JobRow) -> Result<(File, FileStat, Attrs, Option<SpoolFile>), Stop> {
+        let (mut source, stat, attrs) = self.open_source(&job.path)?;
         let copy = SpoolFile(self.stages.spool.join(format!("{}.snap", job.id)));
         let _ = std::fs::remove_file(&copy.0);
         let mut out = std::fs::OpenOptions::new()
@@ -494,7 +502,7 @@ impl Worker {
             attempts = job.attempts,
             "file keeps changing; backing up a snapshot"
         );
-        Ok((file, stat, Some(copy)))
+        Ok((file, stat, attrs, Some(copy)))
     }
 
     /// Fails with `Changed` if the open file is no longer as it was when first stat'ed.
@@ -512,12 +520,13 @@ impl Worker {
         // A file that changed under every try so far (an appended log, say) is copied to
         // the spool first and backed up from that copy: consistent with itself, if not
         // with the file a moment later.
-        let (mut file, stat, snapshot) = if job.attempts >= SNAPSHOT_AFTER {
+        let (mut file, stat, attrs, snapshot) = if job.attempts >= SNAPSHOT_AFTER {
             self.snapshot(&job)?
         } else {
-            let (file, stat) = self.open_source(&job.path)?;
-            (file, stat, None)
+            let (file, stat, attrs) = self.open_source(&job.path)?;
+            (file, stat, attrs, None)
         };
+        ctx.attrs = attrs;
         // What is actually read: the source itself, or its snapshot.
         let reading = match &snapshot {
             Some(_) => FileStat::of(&sys::fstat(file.as_fd()).map_err(|e| failed("snapshot", e))?),
@@ -543,12 +552,17 @@ impl Worker {
         ctx.record.sha256 = Some(hex::encode(sha));
         tracing::info!(job = job.id, stage = "dedup", sha256 = %hex::encode(sha), bytes = read, "hashed");
         if let Some(stored) = dedup::known(&s.state, &sha).map_err(|e| failed("dedup", e))? {
-            ctx.record.destination = Some(s.destination.url(&stored.object));
-            ctx.record.classification = Some(stored.classification);
-            return Ok(Stored {
-                object: stored.object,
-                new_content: false,
-            });
+            // The index may be older than a prune that removed the object since.
+            if self.still_stored(&job, &stored.object)? {
+                ctx.record.destination = Some(s.destination.url(&stored.object));
+                ctx.record.classification = Some(stored.classification);
+                return Ok(Stored {
+                    object: stored.object,
+                    uploaded: false,
+                    index: false,
+                });
+            }
+            tracing::info!(job = job.id, object = %stored.object, "indexed object is gone or condemned; storing the content again");
         }
         if let Some(path) = s.state.legacy_path(&sha).map_err(|e| failed("dedup", e))? {
             let reason = format!("content backed up before, as {path} (imported hashes.json)");
@@ -563,6 +577,20 @@ impl Worker {
         ctx.record.classification = Some(class.class.as_str().to_string());
         ctx.record.detectors = class.detectors.clone();
         tracing::info!(job = job.id, stage = "classify", class = class.class.as_str(), detectors = ?class.detectors, "classified");
+
+        // Another host sharing the destination and passphrase may have stored this content
+        // already, under the same keyed name.
+        let mut key = s.namer.key_for(&sha);
+        if s.condemned.contains(&key) {
+            key = s.namer.fresh_key_for(&sha);
+        } else if self.still_stored(&job, &key)? {
+            ctx.record.destination = Some(s.destination.url(&key));
+            return Ok(Stored {
+                object: key,
+                uploaded: false,
+                index: true,
+            });
+        }
 
         // 4. scan: wait for clamd rather than let anything through unscanned.
         let fd_path = sys::proc_fd_path(file.as_fd());
@@ -595,7 +623,6 @@ impl Worker {
         }
 
         // 6. gate 2: the spool file really is sealed, and its destination is allowed.
-        let key = s.namer.key_for(&sha);
         let url = s.destination.url(&key);
         ctx.record.destination = Some(url.clone());
         self.timed("gate2", &job, || s.gate2.check(&s.sealer, &spool.0, &url))
@@ -611,7 +638,28 @@ impl Worker {
         tracing::info!(job = job.id, stage = "upload", object = %key, bytes = stored, "uploaded");
         Ok(Stored {
             object: key,
-            new_content: true,
+            uploaded: true,
+            index: true,
+        })
+    }
+
+    /// Whether `object` is in the destination and no prune is about to remove it.
+    fn still_stored(&self, job: &JobRow, object: &str) -> Result<bool, Stop> {
+        let s = &*self.stages;
+        if s.condemned.contains(object) {
+            return Ok(false);
+        }
+        let watch = Watch {
+            up: &s.metrics.destination_up,
+            probe: &|| s.destination.probe().is_ok(),
+        };
+        self.retry("dedup", job, Some(watch), || {
+            s.destination.exists(object).map_err(|e| match e {
+                UploadError::Transient(e) => Attempt::Retry(e),
+                UploadError::Permanent(e) | UploadError::Missing(e) => {
+                    Attempt::Give(failed("dedup", e))
+                }
+            })
         })
     }
 
@@ -673,7 +721,7 @@ impl Worker {
         self.retry("upload", job, Some(watch), || {
             s.destination.put(key, spool).map_err(|e| match e {
                 UploadError::Transient(e) => Attempt::Retry(e),
-                UploadError::Permanent(e) => {
+                UploadError::Permanent(e) | UploadError::Missing(e) => {
                     s.metrics.destination_up.set(0);
                     Attempt::Give(failed("upload", e))
                 }

@@ -6,7 +6,7 @@
 //! backed up once per settled version and a file that never stops changing is still backed
 //! up at least every `pipeline.max-delay`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -20,8 +20,8 @@ pub struct Queue {
     metrics: Arc<Metrics>,
     settle_ms: i64,
     max_delay_ms: i64,
-    /// Jobs a worker holds now; never handed to a second worker.
-    claimed: Mutex<HashSet<i64>>,
+    /// Jobs a worker holds now, with when it took them; never handed to a second worker.
+    claimed: Mutex<HashMap<i64, i64>>,
     wake: Condvar,
 }
 
@@ -52,7 +52,7 @@ impl Queue {
         &self.state
     }
 
-    fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+    fn claimed(&self) -> std::sync::MutexGuard<'_, HashMap<i64, i64>> {
         self.claimed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -85,8 +85,8 @@ impl Queue {
     pub fn take(&self, timeout: Duration) -> Result<Option<JobRow>, StateError> {
         let mut claimed = self.claimed();
         let due = self.state.due_jobs(now_ms(), claimed.len() + 1)?;
-        if let Some(job) = due.into_iter().find(|j| !claimed.contains(&j.id)) {
-            claimed.insert(job.id);
+        if let Some(job) = due.into_iter().find(|j| !claimed.contains_key(&j.id)) {
+            claimed.insert(job.id, now_ms());
             self.metrics.in_flight.set(claimed.len() as i64);
             return Ok(Some(job));
         }
@@ -99,6 +99,11 @@ impl Queue {
         let mut claimed = self.claimed();
         claimed.remove(&job.id);
         self.metrics.in_flight.set(claimed.len() as i64);
+    }
+
+    /// When the longest-running job still held was taken.
+    pub fn oldest_in_flight_ms(&self) -> Option<i64> {
+        self.claimed().values().min().copied()
     }
 
     /// Number of jobs workers hold now.

@@ -1,0 +1,322 @@
+//! The catalog in the destination: sealed files of JSON lines, one line per record.
+//!
+//! A batch holds `version` records (and, from a prune, `drop` records naming versions to
+//! forget). A snapshot starts with a `covers` record listing the batches merged into it,
+//! followed by every live version. Reading takes the newest snapshot plus every batch it
+//! does not cover; compaction writes a new snapshot and deletes what it covers.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::{now_ms, Repo};
+use crate::pipeline::upload::UploadError;
+use crate::state::{Attrs, CatalogRow};
+
+/// One line of a catalog file.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum Line {
+    Version(Record),
+    Drop { id: i64 },
+    Covers { batches: Vec<String> },
+}
+
+/// A version as it is written: the path as text when it is UTF-8, else as hex.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Record {
+    id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path_hex: Option<String>,
+    object: String,
+    size: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+    sha256: String,
+    class: String,
+    backed_up_ms: i64,
+}
+
+impl From<&CatalogRow> for Record {
+    fn from(row: &CatalogRow) -> Self {
+        let (path, path_hex) = match row.path.to_str() {
+            Some(text) => (Some(text.to_string()), None),
+            None => (None, Some(hex::encode(row.path.as_os_str().as_bytes()))),
+        };
+        Self {
+            id: row.id,
+            path,
+            path_hex,
+            object: row.object.clone(),
+            size: row.size,
+            mode: row.attrs.mode,
+            uid: row.attrs.uid,
+            gid: row.attrs.gid,
+            mtime_ns: row.attrs.mtime_ns,
+            sha256: hex::encode(row.sha256),
+            class: row.classification.clone(),
+            backed_up_ms: row.backed_up_ms,
+        }
+    }
+}
+
+impl TryFrom<Record> for CatalogRow {
+    type Error = String;
+
+    fn try_from(r: Record) -> Result<Self, String> {
+        let path = match (r.path, r.path_hex) {
+            (Some(text), _) => PathBuf::from(text),
+            (None, Some(h)) => PathBuf::from(OsString::from_vec(
+                hex::decode(&h).map_err(|_| format!("version {}: bad path_hex", r.id))?,
+            )),
+            (None, None) => return Err(format!("version {}: no path", r.id)),
+        };
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(&r.sha256, &mut sha256)
+            .map_err(|_| format!("version {}: bad sha256", r.id))?;
+        Ok(CatalogRow {
+            id: r.id,
+            path,
+            sha256,
+            object: r.object,
+            size: r.size,
+            attrs: Attrs {
+                mode: r.mode,
+                uid: r.uid,
+                gid: r.gid,
+                mtime_ns: r.mtime_ns,
+            },
+            classification: r.class,
+            backed_up_ms: r.backed_up_ms,
+        })
+    }
+}
+
+fn to_line(line: &Line) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(line).expect("catalog records serialise");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// A catalog file name: kind, time, and a random part so two writers never collide.
+fn file_name(dir: &str, kind: &str) -> String {
+    format!(
+        "{dir}{kind}-{:013}-{:08x}.pgp",
+        now_ms(),
+        rand::random::<u32>()
+    )
+}
+
+/// Writes `rows` as a new batch; returns its key.
+pub fn write_batch(repo: &Repo, rows: &[CatalogRow]) -> Result<String, UploadError> {
+    let mut plain = Vec::new();
+    for row in rows {
+        plain.extend(to_line(&Line::Version(row.into())));
+    }
+    let key = file_name(&repo.layout.catalog_dir(), "batch");
+    repo.put_sealed(&key, &plain)?;
+    Ok(key)
+}
+
+/// Writes a batch that forgets the versions `ids`; returns its key.
+pub fn write_drops(repo: &Repo, ids: &[i64]) -> Result<String, UploadError> {
+    let mut plain = Vec::new();
+    for &id in ids {
+        plain.extend(to_line(&Line::Drop { id }));
+    }
+    let key = file_name(&repo.layout.catalog_dir(), "batch");
+    repo.put_sealed(&key, &plain)?;
+    Ok(key)
+}
+
+/// One host's catalog as read from the destination.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Every live version, by id.
+    pub versions: BTreeMap<i64, CatalogRow>,
+    /// The snapshot read, if any.
+    pub snapshot: Option<String>,
+    /// Every batch that is now merged into `versions`: those the snapshot covers that still
+    /// exist, and those read.
+    pub merged: Vec<String>,
+}
+
+/// Passes each complete line written into it to `f`.
+struct Lines<F: FnMut(&[u8]) -> Result<(), String>> {
+    partial: Vec<u8>,
+    f: F,
+}
+
+impl<F: FnMut(&[u8]) -> Result<(), String>> Write for Lines<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.partial.extend_from_slice(buf);
+        let mut start = 0;
+        while let Some(n) = memchr::memchr(b'\n', &self.partial[start..]) {
+            (self.f)(&self.partial[start..start + n]).map_err(io::Error::other)?;
+            start += n + 1;
+        }
+        self.partial.drain(..start);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Catalog {
+    /// Reads this host's catalog.
+    pub fn load(repo: &Repo) -> anyhow::Result<Self> {
+        Self::load_dir(repo, &repo.layout.catalog_dir())
+    }
+
+    /// Reads the catalog kept under `dir` (some host's `PREFIX/catalog/`).
+    pub fn load_dir(repo: &Repo, dir: &str) -> anyhow::Result<Self> {
+        // A compaction running elsewhere may delete a batch between listing and reading;
+        // the next listing then finds the snapshot that replaced it.
+        let mut tries = 0;
+        loop {
+            match Self::try_load(repo, dir) {
+                Err(e)
+                    if tries < 5
+                        && e.downcast_ref::<UploadError>()
+                            .is_some_and(|e| matches!(e, UploadError::Missing(_))) =>
+                {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_load(repo: &Repo, dir: &str) -> anyhow::Result<Self> {
+        let listed = repo.dest.list(dir)?;
+        let name = |key: &str| key.rsplit('/').next().unwrap_or(key).to_string();
+        let snapshot = listed
+            .iter()
+            .filter(|l| name(&l.key).starts_with("snapshot-"))
+            .map(|l| l.key.clone())
+            .next_back();
+        let mut catalog = Catalog::default();
+        let mut drops = HashSet::new();
+        let mut covered = HashSet::new();
+        if let Some(key) = &snapshot {
+            catalog.read(repo, key, &mut drops, Some(&mut covered))?;
+        }
+        for l in &listed {
+            if !name(&l.key).starts_with("batch-") {
+                continue;
+            }
+            if !covered.contains(&name(&l.key)) {
+                catalog.read(repo, &l.key, &mut drops, None)?;
+            }
+            catalog.merged.push(l.key.clone());
+        }
+        catalog.versions.retain(|id, _| !drops.contains(id));
+        catalog.snapshot = snapshot;
+        Ok(catalog)
+    }
+
+    fn read(
+        &mut self,
+        repo: &Repo,
+        key: &str,
+        drops: &mut HashSet<i64>,
+        mut covered: Option<&mut HashSet<String>>,
+    ) -> anyhow::Result<()> {
+        let versions = &mut self.versions;
+        let mut lines = Lines {
+            partial: Vec::new(),
+            f: |line: &[u8]| {
+                if line.is_empty() {
+                    return Ok(());
+                }
+                let parsed: Line = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+                match parsed {
+                    Line::Version(r) => {
+                        let row = CatalogRow::try_from(r)?;
+                        versions.insert(row.id, row);
+                    }
+                    Line::Drop { id } => {
+                        drops.insert(id);
+                    }
+                    Line::Covers { batches } => {
+                        if let Some(c) = covered.as_deref_mut() {
+                            c.extend(batches);
+                        }
+                    }
+                }
+                Ok(())
+            },
+        };
+        repo.get_sealed(key, &mut lines)
+            .with_context(|| format!("catalog file {key}"))?;
+        Ok(())
+    }
+
+    /// Writes everything read as one snapshot, then deletes the files it replaces.
+    pub fn compact(&self, repo: &Repo) -> anyhow::Result<String> {
+        let names: Vec<String> = self
+            .merged
+            .iter()
+            .map(|k| k.rsplit('/').next().unwrap_or(k).to_string())
+            .collect();
+        let mut plain = to_line(&Line::Covers { batches: names });
+        for row in self.versions.values() {
+            plain.extend(to_line(&Line::Version(row.into())));
+        }
+        let key = file_name(&repo.layout.catalog_dir(), "snapshot");
+        repo.put_sealed(&key, &plain)?;
+        for old in self.merged.iter().chain(&self.snapshot) {
+            repo.dest.delete(old)?;
+        }
+        Ok(key)
+    }
+
+    /// The newest version of each path at or before `at_ms`, in path order.
+    pub fn at(&self, at_ms: i64) -> BTreeMap<&Path, &CatalogRow> {
+        let mut out: BTreeMap<&Path, &CatalogRow> = BTreeMap::new();
+        for row in self.versions.values() {
+            if row.backed_up_ms > at_ms {
+                continue;
+            }
+            let newer = out
+                .get(row.path.as_path())
+                .is_none_or(|have| (row.backed_up_ms, row.id) > (have.backed_up_ms, have.id));
+            if newer {
+                out.insert(&row.path, row);
+            }
+        }
+        out
+    }
+
+    /// Every version of `path`, oldest first.
+    pub fn history(&self, path: &Path) -> Vec<&CatalogRow> {
+        let mut out: Vec<_> = self.versions.values().filter(|r| r.path == path).collect();
+        out.sort_by_key(|r| (r.backed_up_ms, r.id));
+        out
+    }
+}
+
+/// A path as given on the command line, relative to the mount: `/`, `` and `.` mean all.
+pub fn normalize(arg: &Path) -> PathBuf {
+    arg.components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect()
+}
+
+/// Whether `path` is `selector` or lies below it.
+pub fn selected(path: &Path, selector: &Path) -> bool {
+    selector.as_os_str().is_empty() || path.starts_with(selector)
+}
+
+#[cfg(test)]
+mod tests;

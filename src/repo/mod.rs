@@ -1,0 +1,253 @@
+//! The repository: what the destination holds besides content objects, and the commands
+//! that read it back.
+//!
+//! ```text
+//! SHARED/data/XX/NAME                 content, one object per distinct content
+//! SHARED/hosts/p-HEX.json             each host's marker (plain JSON, no file names)
+//! SHARED/prune/condemned.json         objects a running prune is about to delete
+//! PREFIX/catalog/batch-MS-RAND.pgp    new catalog records, written every flush interval
+//! PREFIX/catalog/snapshot-MS-RAND.pgp the catalog merged, written by compaction
+//! ```
+//!
+//! SHARED is `destination.shared-prefix` (by default the host's own `destination.prefix`),
+//! PREFIX is `destination.prefix`. Catalog files are sealed like content (zstd, then
+//! OpenPGP with the passphrase) and hold JSON lines; docs/FORMAT.md describes them.
+
+pub mod catalog;
+pub mod prune;
+pub mod publish;
+pub mod restore;
+pub mod verify;
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+
+use crate::config::{join_url, Settings};
+use crate::pipeline::gate2::Gate2;
+use crate::pipeline::seal::Sealer;
+use crate::pipeline::upload::{self, get_bytes, Destination, UploadError};
+
+/// Object keys of one repository, as seen from one host.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Where content, host markers and the prune list live.
+    pub shared: String,
+    /// This host's prefix; its catalog lives below it.
+    pub host: String,
+}
+
+impl Layout {
+    pub fn new(shared: &str, host: &str) -> Self {
+        Self {
+            shared: shared.trim_matches('/').to_string(),
+            host: host.trim_matches('/').to_string(),
+        }
+    }
+
+    /// The same repository, seen from another host's prefix.
+    pub fn for_host(&self, host: &str) -> Self {
+        Self::new(&self.shared, host)
+    }
+
+    /// Directories end in `/`, so that they can be listed as prefixes.
+    pub fn catalog_dir(&self) -> String {
+        join_url(&self.host, "catalog") + "/"
+    }
+
+    pub fn data_dir(&self) -> String {
+        join_url(&self.shared, "data") + "/"
+    }
+
+    pub fn hosts_dir(&self) -> String {
+        join_url(&self.shared, "hosts") + "/"
+    }
+
+    /// This host's marker. The prefix is hex-encoded so that any prefix makes one flat name.
+    pub fn marker(&self) -> String {
+        format!("{}p-{}.json", self.hosts_dir(), hex::encode(&self.host))
+    }
+
+    pub fn condemned(&self) -> String {
+        join_url(&self.shared, "prune/condemned.json")
+    }
+}
+
+/// A destination plus what is needed to read and write sealed records in it.
+pub struct Repo {
+    pub dest: Arc<dyn Destination>,
+    pub sealer: Sealer,
+    pub gate2: Gate2,
+    pub layout: Layout,
+}
+
+impl Repo {
+    /// Opens the repository a config describes. `rt` drives the S3 client.
+    pub fn open(
+        settings: &Settings,
+        passphrase: &[u8],
+        rt: &tokio::runtime::Handle,
+    ) -> anyhow::Result<Self> {
+        let dest = upload::open(&settings.raw.destination, rt).map_err(anyhow::Error::msg)?;
+        Self::with_destination(settings, passphrase, dest.into())
+    }
+
+    /// The repository behind a destination already open.
+    pub fn with_destination(
+        settings: &Settings,
+        passphrase: &[u8],
+        dest: Arc<dyn Destination>,
+    ) -> anyhow::Result<Self> {
+        let cfg = &settings.raw;
+        let sealer =
+            Sealer::new(passphrase, cfg.encrypt.zstd_level).context("cannot prepare encryption")?;
+        Ok(Self {
+            dest,
+            sealer,
+            gate2: Gate2::new(&cfg.destination.allowed),
+            layout: Layout::new(cfg.destination.content_prefix(), &cfg.destination.prefix),
+        })
+    }
+
+    /// Seals `plain` and stores it under `key`, after gate 2 has checked both.
+    pub fn put_sealed(&self, key: &str, plain: &[u8]) -> Result<(), UploadError> {
+        let mut sealed = Vec::new();
+        self.sealer
+            .seal(plain, &mut sealed)
+            .map_err(|e| UploadError::Permanent(format!("sealing {key}: {e}")))?;
+        self.gate2
+            .destination_allowed(&self.dest.url(key))
+            .and_then(|()| {
+                self.sealer
+                    .verify_sealed(&sealed[..])
+                    .map_err(|e| format!("sealed output failed inspection: {e}"))
+            })
+            .map_err(|e| UploadError::Permanent(format!("gate 2 refused {key}: {e}")))?;
+        self.dest.put_bytes(key, &sealed)
+    }
+
+    /// Fetches a sealed object and hands its plaintext to `out`.
+    pub fn get_sealed(&self, key: &str, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+        let sealed = get_bytes(&*self.dest, key)?;
+        self.sealer
+            .open(&sealed[..], out)
+            .with_context(|| format!("{key}: cannot decrypt"))
+    }
+
+    /// Reads a plain JSON object, `None` if it is not there.
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
+        match get_bytes(&*self.dest, key) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .with_context(|| format!("{key}: not the JSON backupfs writes")),
+            Err(UploadError::Missing(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn put_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), UploadError> {
+        let bytes = serde_json::to_vec_pretty(value).expect("plain structs serialise");
+        self.dest.put_bytes(key, &bytes)
+    }
+
+    /// Every host that has written a marker here, and its marker.
+    pub fn markers(&self) -> anyhow::Result<Vec<Marker>> {
+        let mut out = Vec::new();
+        for listed in self.dest.list(&self.layout.hosts_dir())? {
+            if let Some(marker) = self.get_json::<Marker>(&listed.key)? {
+                out.push(marker);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What a running daemon tells a prune through the destination.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Marker {
+    /// The host's `destination.prefix`.
+    pub prefix: String,
+    /// Every file whose processing started before this time (ms since the epoch) is in
+    /// the catalog in the destination.
+    pub published_before_ms: i64,
+    /// The condemned list this host has seen (its `id`), if any.
+    pub condemned_seen: Option<i64>,
+    /// When this host first saw that list.
+    pub condemned_seen_at_ms: i64,
+    /// When this marker was written, and how often the host writes it.
+    pub written_ms: i64,
+    pub flush_interval_ms: i64,
+    /// Set by a daemon that stopped cleanly.
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+impl Marker {
+    /// Whether a daemon is running behind this marker: it did not say it stopped, and it
+    /// wrote recently (a daemon rewrites its marker at least every 30 s).
+    pub fn live(&self, now_ms: i64) -> bool {
+        !self.stopped && now_ms - self.written_ms < 3 * self.flush_interval_ms.max(60_000)
+    }
+}
+
+/// The list a prune writes before deleting, so that running daemons stop pointing new
+/// versions at those objects.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct CondemnedList {
+    pub id: i64,
+    pub objects: Vec<String>,
+}
+
+/// The objects a prune in progress may delete, as the workers consult it.
+#[derive(Debug, Default)]
+pub struct Condemned {
+    inner: RwLock<(Option<i64>, HashSet<String>)>,
+}
+
+impl Condemned {
+    pub fn contains(&self, object: &str) -> bool {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .contains(object)
+    }
+
+    pub fn id(&self) -> Option<i64> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    pub fn replace(&self, list: Option<CondemnedList>) {
+        let value = match list {
+            Some(l) => (Some(l.id), l.objects.into_iter().collect()),
+            None => (None, HashSet::new()),
+        };
+        *self.inner.write().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+}
+
+pub type SharedCondemned = Arc<Condemned>;
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    crate::pipeline::queue::now_ms()
+}
+
+/// A time given on the command line: RFC 3339 (`2026-12-04T10:00:00Z`, `2026-12-04 10:00`)
+/// or milliseconds since the epoch.
+pub fn parse_time(text: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(text)
+        .with_context(|| format!("--at `{text}`: not a time such as 2026-12-04T10:00:00Z"))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64))
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 in UTC.
+pub fn format_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,215 @@
+//! `backupfs restore`: fetch versions from the catalog in parallel, decrypt, check each
+//! SHA-256, then give the file its mode, owner and times and rename it into place.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::verify::{fetch, FetchError};
+use super::Repo;
+use crate::state::CatalogRow;
+use crate::sys;
+
+/// What to restore and how.
+pub struct Request {
+    pub to: PathBuf,
+    pub overwrite: bool,
+    pub jobs: usize,
+}
+
+/// What a restore did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub restored: usize,
+    pub bytes: u64,
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Told about each file as it finishes.
+pub trait Progress: Sync {
+    fn done(&self, path: &Path, size: u64, result: &Result<(), String>);
+}
+
+/// Restores `rows` below `req.to`.
+pub fn restore(
+    repo: &Repo,
+    rows: &[&CatalogRow],
+    req: &Request,
+    progress: &dyn Progress,
+) -> Summary {
+    let summary = Mutex::new(Summary::default());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for row in rows {
+        let _ = tx.send(*row);
+    }
+    drop(tx);
+    std::thread::scope(|scope| {
+        for worker in 0..req.jobs.max(1) {
+            let (rx, summary) = (rx.clone(), &summary);
+            scope.spawn(move || {
+                let scratch = req.to.join(format!(
+                    ".backupfs-restore-{}-{worker}.pgp",
+                    std::process::id()
+                ));
+                for row in rx {
+                    let result = restore_one(repo, row, req, &scratch);
+                    progress.done(&row.path, row.size, &result);
+                    let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+                    match result {
+                        Ok(()) => {
+                            s.restored += 1;
+                            s.bytes += row.size;
+                        }
+                        Err(e) => s.failed.push((row.path.clone(), e)),
+                    }
+                }
+            });
+        }
+    });
+    let mut summary = summary.into_inner().unwrap_or_else(|e| e.into_inner());
+    summary.failed.sort();
+    summary
+}
+
+/// The file a half-restored version is written to, removed unless it is renamed.
+struct Partial(PathBuf);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn restore_one(repo: &Repo, row: &CatalogRow, req: &Request, scratch: &Path) -> Result<(), String> {
+    // A catalog entry must name a path inside the target, whatever it says.
+    let inside = !row.path.as_os_str().is_empty()
+        && row
+            .path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    if !inside {
+        return Err("the catalog names a path outside the target; skipped".into());
+    }
+    let dest = req.to.join(&row.path);
+    if !req.overwrite && std::fs::symlink_metadata(&dest).is_ok() {
+        return Err(format!(
+            "{} exists; not overwritten without --overwrite",
+            dest.display()
+        ));
+    }
+    let parent = dest.parent().expect("joined paths have a parent");
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let name = dest.file_name().expect("normal components have names");
+    let partial = Partial(parent.join(format!(
+        ".{}.backupfs-{:08x}",
+        name.to_string_lossy(),
+        rand::random::<u32>()
+    )));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&partial.0)
+        .map_err(|e| format!("{}: {e}", partial.0.display()))?;
+    let out = fetch(repo, row, scratch, BufWriter::new(file)).map_err(|e| match e {
+        FetchError::Corrupt { .. } => format!("{e}; refused"),
+        e => e.to_string(),
+    })?;
+    let file = out
+        .into_inner()
+        .map_err(|e| format!("{}: {}", partial.0.display(), e.error()))?;
+    finish_attrs(&file, row).map_err(|e| format!("{}: {e}", partial.0.display()))?;
+    let (from, to) = (partial.0.as_os_str(), dest.as_os_str());
+    let moved = if req.overwrite {
+        std::fs::rename(from, to)
+    } else {
+        sys::renameat2(sys::cwd(), from, sys::cwd(), to, libc::RENAME_NOREPLACE)
+    };
+    moved.map_err(|e| match e.raw_os_error() {
+        Some(libc::EEXIST) => format!(
+            "{} appeared meanwhile; not overwritten without --overwrite",
+            dest.display()
+        ),
+        _ => format!("{}: {e}", dest.display()),
+    })
+}
+
+/// Owner (when root), mode and modification time, then fsync.
+fn finish_attrs(file: &File, row: &CatalogRow) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if sys::geteuid() == 0 {
+        // Before the mode: changing the owner clears set-id bits.
+        std::os::unix::fs::fchown(file, Some(row.attrs.uid), Some(row.attrs.gid))?;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(row.attrs.mode & 0o7777))?;
+    let mtime = if row.attrs.mtime_ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(row.attrs.mtime_ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(row.attrs.mtime_ns.unsigned_abs())
+    };
+    file.set_times(
+        std::fs::FileTimes::new()
+            .set_modified(mtime)
+            .set_accessed(std::time::SystemTime::now()),
+    )?;
+    file.sync_all()
+}
+
+/// Progress on a terminal: a bar with bytes, files and time left.
+pub struct Bar {
+    bar: indicatif::ProgressBar,
+    files: std::sync::atomic::AtomicUsize,
+    total: usize,
+}
+
+impl Bar {
+    pub fn new(files: usize, bytes: u64) -> Self {
+        let bar = indicatif::ProgressBar::new(bytes);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {bytes}/{total_bytes} {msg} eta {eta}",
+            )
+            .expect("the template is valid"),
+        );
+        bar.set_message(format!("0/{files} files"));
+        Self {
+            bar,
+            files: Default::default(),
+            total: files,
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for Bar {
+    fn done(&self, path: &Path, size: u64, result: &Result<(), String>) {
+        self.bar.inc(size);
+        let n = 1 + self
+            .files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.bar.set_message(format!("{n}/{} files", self.total));
+        if let Err(e) = result {
+            self.bar.println(format!("failed: {}: {e}", path.display()));
+        }
+    }
+}
+
+/// Progress as plain lines, for logs and pipes.
+pub struct Lines;
+
+impl Progress for Lines {
+    fn done(&self, path: &Path, size: u64, result: &Result<(), String>) {
+        let mut err = std::io::stderr().lock();
+        let _ = match result {
+            Ok(()) => writeln!(err, "restored {} ({size} bytes)", path.display()),
+            Err(e) => writeln!(err, "failed: {}: {e}", path.display()),
+        };
+    }
+}
