@@ -1,5 +1,7 @@
 //! Command-line interface.
 
+mod repo;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -59,6 +61,105 @@ enum Command {
         #[command(subcommand)]
         action: HashesAction,
     },
+    /// Restore files from the destination alone (no state directory needed).
+    ///
+    /// Fetches in parallel, decrypts, checks every SHA-256 against the catalog, and gives
+    /// each file its mode, modification time and (as root) owner before renaming it into
+    /// place. Exits non-zero if any file could not be restored.
+    Restore {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Restore the files as they were at this time (RFC 3339, e.g. 2026-12-04T10:00:00Z).
+        #[arg(long)]
+        at: Option<String>,
+        /// Directory to restore into; default mount.source.
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// Replace files that exist already.
+        #[arg(long)]
+        overwrite: bool,
+        /// Files fetched at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Read another host's catalog: its destination.prefix.
+        #[arg(long)]
+        host: Option<String>,
+        /// Paths or directories inside the mount; `/` restores everything.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List the files backed up (the newest version of each, or as they were at --at).
+    Ls {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        host: Option<String>,
+        /// Only below this directory.
+        #[arg(default_value = "/")]
+        prefix: PathBuf,
+    },
+    /// List every backed-up version of one file.
+    History {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        host: Option<String>,
+        path: PathBuf,
+    },
+    /// Re-download objects, decrypt them and check each SHA-256 against the catalog.
+    /// Exits non-zero, naming the files affected, if any object is missing or corrupt.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        host: Option<String>,
+        /// Every object (the default).
+        #[arg(long, conflicts_with = "sample")]
+        all: bool,
+        /// Only N objects, chosen at random.
+        #[arg(long, value_name = "N")]
+        sample: Option<usize>,
+    },
+    /// Forget old versions and delete the objects nothing needs any more. Prints what it
+    /// would do unless --yes is given. Safe while mounts are running.
+    Prune {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Keep the newest N versions of each file.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<usize>,
+        /// Keep every version backed up within this long (e.g. 30d, 12h).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        keep_within: Option<std::time::Duration>,
+        /// Do it.
+        #[arg(long)]
+        yes: bool,
+        /// How long to wait for running mounts to confirm before deleting anything.
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
+    /// Work on the catalog kept in the destination.
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogAction {
+    /// Rebuild the local state (index and catalog) from the destination, e.g. on a new
+    /// machine. The mount must not be running.
+    Rebuild {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Merge the catalog into one snapshot now (the mount also does this by itself).
+    Compact {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +205,55 @@ pub fn main() -> ExitCode {
         Command::Status { config, json } => status(&config, json),
         Command::Queue { action } => queue(action),
         Command::Hashes { action } => hashes(action),
+        Command::Restore {
+            config,
+            at,
+            to,
+            overwrite,
+            jobs,
+            host,
+            paths,
+        } => repo::restore(repo::RestoreArgs {
+            config: &config,
+            host: host.as_deref(),
+            at: at.as_deref(),
+            to,
+            overwrite,
+            jobs,
+            paths: &paths,
+        }),
+        Command::Ls {
+            config,
+            at,
+            host,
+            prefix,
+        } => repo::ls(&config, host.as_deref(), at.as_deref(), &prefix),
+        Command::History { config, host, path } => repo::history(&config, host.as_deref(), &path),
+        Command::Verify {
+            config,
+            host,
+            all: _,
+            sample,
+        } => repo::verify(&config, host.as_deref(), sample),
+        Command::Prune {
+            config,
+            keep_last,
+            keep_within,
+            yes,
+            wait,
+        } => repo::prune(
+            &config,
+            crate::repo::prune::Policy {
+                keep_last,
+                keep_within,
+            },
+            yes,
+            wait,
+        ),
+        Command::Catalog { action } => match action {
+            CatalogAction::Rebuild { config } => repo::rebuild(&config),
+            CatalogAction::Compact { config } => repo::compact(&config),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,252 @@
+//! The commands that read the destination: restore, ls, history, verify, prune, catalog.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::config::{Config, Settings};
+use crate::repo::catalog::{normalize, selected, Catalog};
+use crate::repo::prune::Policy;
+use crate::repo::restore::{self, Request};
+use crate::repo::{format_ms, parse_time, Repo};
+use crate::state::State;
+
+/// A repository opened from a config, with the runtime its S3 client needs.
+pub struct Opened {
+    pub settings: Settings,
+    pub repo: Repo,
+    _rt: tokio::runtime::Runtime,
+}
+
+/// Opens the destination a config names; `host` reads another host's catalog.
+pub fn open(config: &Path, host: Option<&str>) -> anyhow::Result<Opened> {
+    let settings = Config::load(config)?;
+    let passphrase = settings.passphrase()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut repo = Repo::open(&settings, &passphrase, rt.handle())?;
+    if let Some(host) = host {
+        repo.layout = repo.layout.for_host(host);
+    }
+    Ok(Opened {
+        settings,
+        repo,
+        _rt: rt,
+    })
+}
+
+fn load(repo: &Repo) -> anyhow::Result<Catalog> {
+    Catalog::load(repo).with_context(|| {
+        format!(
+            "cannot read the catalog under {}",
+            repo.dest.url(&repo.layout.catalog_dir())
+        )
+    })
+}
+
+fn at_ms(at: Option<&str>) -> anyhow::Result<i64> {
+    at.map_or(Ok(i64::MAX), parse_time)
+}
+
+pub struct RestoreArgs<'a> {
+    pub config: &'a Path,
+    pub host: Option<&'a str>,
+    pub at: Option<&'a str>,
+    pub to: Option<PathBuf>,
+    pub overwrite: bool,
+    pub jobs: usize,
+    pub paths: &'a [PathBuf],
+}
+
+pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
+    let opened = open(args.config, args.host)?;
+    let catalog = load(&opened.repo)?;
+    let at = at_ms(args.at)?;
+    let selectors: Vec<PathBuf> = args.paths.iter().map(|p| normalize(p)).collect();
+    let rows: Vec<_> = catalog
+        .at(at)
+        .into_values()
+        .filter(|r| selectors.iter().any(|s| selected(&r.path, s)))
+        .collect();
+    if rows.is_empty() {
+        bail!(
+            "nothing in the catalog matches {:?}{}",
+            args.paths,
+            args.at.map(|t| format!(" at {t}")).unwrap_or_default()
+        );
+    }
+    let to = args
+        .to
+        .unwrap_or_else(|| opened.settings.raw.mount.source.clone());
+    std::fs::create_dir_all(&to).with_context(|| format!("--to {}", to.display()))?;
+    let request = Request {
+        to,
+        overwrite: args.overwrite,
+        jobs: args.jobs,
+    };
+    let bytes = rows.iter().map(|r| r.size).sum();
+    let summary = if std::io::stderr().is_terminal() {
+        let bar = restore::Bar::new(rows.len(), bytes);
+        let summary = restore::restore(&opened.repo, &rows, &request, &bar);
+        bar.finish();
+        summary
+    } else {
+        restore::restore(&opened.repo, &rows, &request, &restore::Lines)
+    };
+    println!(
+        "restored {} of {} files ({} bytes) to {}",
+        summary.restored,
+        rows.len(),
+        summary.bytes,
+        request.to.display()
+    );
+    for (path, why) in &summary.failed {
+        println!("FAILED {}: {why}", path.display());
+    }
+    if !summary.failed.is_empty() {
+        bail!("{} file(s) not restored", summary.failed.len());
+    }
+    Ok(())
+}
+
+fn mode_string(mode: u32) -> String {
+    format!("{:04o}", mode & 0o7777)
+}
+
+pub fn ls(
+    config: &Path,
+    host: Option<&str>,
+    at: Option<&str>,
+    prefix: &Path,
+) -> anyhow::Result<()> {
+    let opened = open(config, host)?;
+    let catalog = load(&opened.repo)?;
+    let selector = normalize(prefix);
+    for (path, row) in catalog.at(at_ms(at)?) {
+        if selected(path, &selector) {
+            println!(
+                "{} {:>12} {} {}",
+                mode_string(row.attrs.mode),
+                row.size,
+                format_ms(row.attrs.mtime_ns.div_euclid(1_000_000)),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn history(config: &Path, host: Option<&str>, path: &Path) -> anyhow::Result<()> {
+    let opened = open(config, host)?;
+    let catalog = load(&opened.repo)?;
+    let versions = catalog.history(&normalize(path));
+    if versions.is_empty() {
+        bail!("{}: no version in the catalog", path.display());
+    }
+    println!("backed up                 size         sha256            class      object");
+    for row in versions {
+        println!(
+            "{} {:>12} {} {:<10} {}",
+            format_ms(row.backed_up_ms),
+            row.size,
+            &hex::encode(row.sha256)[..16],
+            row.classification,
+            row.object
+        );
+    }
+    Ok(())
+}
+
+pub fn verify(config: &Path, host: Option<&str>, sample: Option<usize>) -> anyhow::Result<()> {
+    let opened = open(config, host)?;
+    let catalog = load(&opened.repo)?;
+    let scratch = opened.settings.raw.state.dir.clone();
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("state.dir {}", scratch.display()))?;
+    let report = crate::repo::verify::verify(
+        &opened.repo,
+        &catalog,
+        sample,
+        &scratch,
+        |object, result| {
+            if let Err(e) = result {
+                eprintln!("bad: {object}: {e}");
+            }
+        },
+    );
+    for (object, paths, why) in &report.bad {
+        for path in paths {
+            println!("CORRUPT {}: {why}", path.display());
+        }
+        let _ = object;
+    }
+    println!(
+        "checked {} objects ({} bytes): {} bad",
+        report.objects_checked,
+        report.bytes,
+        report.bad.len()
+    );
+    if !report.bad.is_empty() {
+        bail!("{} object(s) missing or corrupt", report.bad.len());
+    }
+    Ok(())
+}
+
+pub fn prune(
+    config: &Path,
+    policy: Policy,
+    yes: bool,
+    wait: std::time::Duration,
+) -> anyhow::Result<()> {
+    if policy.keep_last.is_none() && policy.keep_within.is_none() {
+        bail!("say what to keep: --keep-last N and/or --keep-within DURATION");
+    }
+    if policy.keep_last == Some(0) && policy.keep_within.is_none() {
+        bail!("--keep-last 0 would forget every file; keep at least 1");
+    }
+    let opened = open(config, None)?;
+    let outcome = crate::repo::prune::prune(&opened.repo, &policy, yes, wait, &mut |line| {
+        println!("{line}")
+    })?;
+    if yes {
+        println!(
+            "dropped {} versions; deleted {} objects ({} bytes)",
+            outcome.versions_dropped, outcome.objects_deleted, outcome.bytes_deleted
+        );
+    }
+    Ok(())
+}
+
+/// Rebuilds the local index from this host's catalog in the destination.
+pub fn rebuild(config: &Path) -> anyhow::Result<()> {
+    let opened = open(config, None)?;
+    let dir = &opened.settings.raw.state.dir;
+    let _lock = crate::state::lock(dir)?;
+    let catalog = load(&opened.repo)?;
+    let mut rows: Vec<_> = catalog.versions.into_values().collect();
+    rows.sort_by_key(|r| (r.backed_up_ms, r.id));
+    let contents = State::open(dir)?.rebuild_catalog(&rows)?;
+    println!(
+        "rebuilt {}: {} versions, {} contents",
+        dir.display(),
+        rows.len(),
+        contents
+    );
+    Ok(())
+}
+
+/// Merges this host's catalog into one snapshot now.
+pub fn compact(config: &Path) -> anyhow::Result<()> {
+    let opened = open(config, None)?;
+    let catalog = load(&opened.repo)?;
+    let key = catalog.compact(&opened.repo)?;
+    println!(
+        "{} versions from {} files merged into {key}",
+        catalog.versions.len(),
+        catalog.merged.len() + usize::from(catalog.snapshot.is_some())
+    );
+    Ok(())
+}
