@@ -242,6 +242,8 @@ pub struct Options {
     pub max_delay: &'static str,
     /// Extra lines for the `[state]` section.
     pub state_extra: String,
+    /// The `[catalog]` section's lines.
+    pub catalog: &'static str,
 }
 
 impl Default for Options {
@@ -260,6 +262,7 @@ impl Default for Options {
             settle_delay: "200ms",
             max_delay: "5s",
             state_extra: String::new(),
+            catalog: "flush-interval = \"300ms\"",
         }
     }
 }
@@ -432,6 +435,45 @@ impl Stack {
             .unwrap()
     }
 
+    /// Runs `backupfs ARGS --config CONFIG` with the stack's credentials; returns whether it
+    /// succeeded and what it printed (stdout, then stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_backupfs"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run backupfs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Waits until `n` versions are recorded and all of them are in the catalog in the
+    /// destination.
+    pub fn wait_published(&self, n: i64) {
+        wait_for(
+            &format!("{n} versions published"),
+            Duration::from_secs(120),
+            || {
+                let (all, unpublished): (i64, i64) = self
+                    .db()
+                    .query_row(
+                        "SELECT COUNT(*), COALESCE(SUM(published = 0), 0) FROM catalog",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .ok()?;
+                (all >= n && unpublished == 0).then_some(())
+            },
+        );
+    }
+
     /// Rows left in the job queue.
     pub fn queued_jobs(&self) -> i64 {
         self.db()
@@ -519,21 +561,59 @@ impl Stack {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
-    /// Object keys in the bucket, listed over the S3 protocol.
+    /// Content object keys in the bucket, listed over the S3 protocol.
     pub fn objects(&self) -> Vec<String> {
+        self.keys(&format!("{PREFIX}/data/"))
+    }
+
+    /// Every key in the bucket under `prefix`, listed over the S3 protocol.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let client = self.client();
+        self.rt.block_on(async {
+            let mut keys = Vec::new();
+            let mut token = None;
+            loop {
+                let out = client
+                    .list_objects_v2()
+                    .bucket(BUCKET)
+                    .prefix(prefix)
+                    .set_continuation_token(token)
+                    .send()
+                    .await
+                    .expect("ListObjectsV2");
+                keys.extend(
+                    out.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(str::to_string)),
+                );
+                token = out.next_continuation_token().map(str::to_string);
+                if token.is_none() {
+                    return keys;
+                }
+            }
+        })
+    }
+
+    /// What HeadObject says about an object besides its size and dates: user metadata,
+    /// content type, encoding, disposition, tags.
+    pub fn head(&self, key: &str) -> String {
         let client = self.client();
         self.rt.block_on(async {
             let out = client
-                .list_objects_v2()
+                .head_object()
                 .bucket(BUCKET)
-                .prefix(format!("{PREFIX}/"))
+                .key(key)
                 .send()
                 .await
-                .expect("ListObjectsV2");
-            out.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string))
-                .collect()
+                .expect("HeadObject");
+            format!(
+                "{:?} {:?} {:?} {:?} {:?}",
+                out.metadata(),
+                out.content_type(),
+                out.content_encoding(),
+                out.content_disposition(),
+                out.e_tag()
+            )
         })
     }
 
@@ -660,6 +740,8 @@ max-stream-size = "{max_stream}"
 zstd-level = 3
 {destination}
 {destination_extra}
+[catalog]
+{catalog}
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
 "#,
@@ -678,6 +760,7 @@ listen = "127.0.0.1:{metrics_port}"
         max_delay = opts.max_delay,
         max_stream = opts.max_stream_size,
         state_extra = opts.state_extra,
+        catalog = opts.catalog,
         destination = destination_text(root, s3, opts),
     )
 }

@@ -1,0 +1,373 @@
+//! Restore from the destination alone: disaster recovery, point in time, stock tools,
+//! corruption, prune, and what object keys may reveal. Real mount, clamd, S3 server, gpg
+//! and zstd, as in the other suites.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+/// Every regular file below `root`: relative path → (bytes, mode, mtime in ns).
+fn tree(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32, i64)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let rel = entry.path().strip_prefix(root).unwrap().to_path_buf();
+                let mtime = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+                out.insert(
+                    rel,
+                    (
+                        std::fs::read(entry.path()).unwrap(),
+                        meta.mode() & 0o7777,
+                        mtime,
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn write_with_mode(path: &Path, content: &[u8], mode: u32) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    f.write_all(content).unwrap();
+}
+
+fn ok(stack: &Stack, args: &[&str]) -> String {
+    let (success, out, err) = stack.cli(args);
+    assert!(success, "backupfs {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    let mut x = seed | 1;
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+#[test]
+fn disaster_recovery_restores_every_file_from_the_bucket_alone() {
+    let mut stack = Stack::start();
+    let mut names: Vec<PathBuf> = Vec::new();
+    for i in 0..190 {
+        let name = PathBuf::from(format!("d{}/sub{}/file-{i}.txt", i % 5, i % 3));
+        let mode = [0o644, 0o600, 0o755, 0o640][i % 4];
+        write_with_mode(
+            &stack.mnt.join(&name),
+            format!("file {i}\n").repeat(i + 1).as_bytes(),
+            mode,
+        );
+        names.push(name);
+    }
+    let odd: Vec<PathBuf> = vec![
+        PathBuf::from("empty"),
+        PathBuf::from("big.bin"),
+        PathBuf::from("with space and ünïcödé.txt"),
+        PathBuf::from("-leading-dash"),
+        PathBuf::from("new\nline"),
+        PathBuf::from(OsStr::from_bytes(b"latin1-\xe9t\xe9")),
+        PathBuf::from("deep/a/b/c/d/e/f/g/h/leaf"),
+        PathBuf::from("quote\"back\\slash"),
+        PathBuf::from("star*question?.txt"),
+        PathBuf::from(".hidden"),
+    ];
+    for name in &odd {
+        let content = match name.to_str() {
+            Some("empty") => Vec::new(),
+            Some("big.bin") => random_bytes(50 << 20, 7),
+            _ => name.as_os_str().as_bytes().to_vec(),
+        };
+        write_with_mode(&stack.mnt.join(name), &content, 0o644);
+    }
+    names.extend(odd);
+    assert_eq!(names.len(), 200);
+    stack.wait_published(200);
+    let before = tree(&stack.source);
+    assert_eq!(before.len(), 200);
+    stack.stop_daemon();
+
+    // The machine is lost: state and source are gone; config and passphrase remain.
+    std::fs::remove_dir_all(stack.dir.path().join("state")).unwrap();
+    std::fs::remove_dir_all(&stack.source).unwrap();
+    let to = stack.dir.path().join("recovered");
+    let out = ok(&stack, &["restore", "--to", to.to_str().unwrap(), "/"]);
+    assert!(out.contains("restored 200 of 200 files"), "{out}");
+    let after = tree(&to);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    for (path, (bytes, mode, mtime)) in &before {
+        let (b, m, t) = &after[path];
+        assert!(b == bytes, "{} differs", path.display());
+        assert_eq!(m, mode, "mode of {}", path.display());
+        assert_eq!(t, mtime, "mtime of {}", path.display());
+    }
+
+    // Never overwrites without --overwrite; does with it.
+    let (success, out, _) = stack.cli(&["restore", "--to", to.to_str().unwrap(), "empty"]);
+    assert!(!success, "{out}");
+    assert!(out.contains("exists; not overwritten"), "{out}");
+    std::fs::write(to.join("empty"), b"scribbled").unwrap();
+    ok(
+        &stack,
+        &[
+            "restore",
+            "--overwrite",
+            "--to",
+            to.to_str().unwrap(),
+            "empty",
+        ],
+    );
+    assert_eq!(std::fs::read(to.join("empty")).unwrap(), b"");
+
+    // The local index comes back from the catalog too.
+    let out = ok(&stack, &["catalog", "rebuild"]);
+    assert!(out.contains("200 versions"), "{out}");
+}
+
+#[test]
+fn restore_at_a_time_gives_back_that_version() {
+    let stack = Stack::start();
+    let mut times = Vec::new();
+    for v in 1..=3 {
+        stack.put_file("report.txt", format!("version {v}\n").as_bytes());
+        stack.wait_published(v);
+        std::thread::sleep(Duration::from_millis(20));
+        times.push(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (i, at) in times.iter().enumerate() {
+        let to = stack.dir.path().join(format!("at-{i}"));
+        ok(
+            &stack,
+            &[
+                "restore",
+                "--at",
+                at,
+                "--to",
+                to.to_str().unwrap(),
+                "report.txt",
+            ],
+        );
+        let got = std::fs::read_to_string(to.join("report.txt")).unwrap();
+        assert_eq!(got, format!("version {}\n", i + 1), "--at {at}");
+    }
+    let history = ok(&stack, &["history", "report.txt"]);
+    assert_eq!(history.lines().count(), 4, "{history}");
+    let ls = ok(&stack, &["ls", "--at", &times[0]]);
+    assert!(ls.contains("report.txt") && ls.contains(" 10 "), "{ls}");
+}
+
+#[test]
+fn stock_tools_restore_a_file_through_the_catalog() {
+    let stack = Stack::start();
+    let content = b"quarterly numbers, restored without backupfs\n".repeat(100);
+    stack.put_file("report.txt", &content);
+    stack.put_file("other.txt", b"something else\n");
+    stack.wait_published(2);
+
+    // As docs/FORMAT.md says: list PREFIX/catalog/, decrypt each file with gpg and zstd,
+    // read JSON lines, take the newest "version" record for the path, fetch its object.
+    let mut newest: Option<serde_json::Value> = None;
+    for key in stack.keys(&format!("{PREFIX}/catalog/")) {
+        let plain = stack.restore_with_stock_tools(&key);
+        for line in plain.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let record: serde_json::Value = serde_json::from_slice(line).unwrap();
+            if record["type"] == "version" && record["path"] == "report.txt" {
+                let later = newest
+                    .as_ref()
+                    .is_none_or(|n| record["backed_up_ms"].as_i64() > n["backed_up_ms"].as_i64());
+                if later {
+                    newest = Some(record);
+                }
+            }
+        }
+    }
+    let record = newest.expect("a version record for report.txt");
+    let restored = stack.restore_with_stock_tools(record["object"].as_str().unwrap());
+    assert_eq!(restored, content);
+    assert_eq!(
+        record["sha256"].as_str().unwrap(),
+        hex::encode(Sha256::digest(&restored))
+    );
+    assert_eq!(record["size"].as_u64().unwrap(), content.len() as u64);
+}
+
+#[test]
+fn a_corrupt_object_is_named_by_verify_and_refused_by_restore() {
+    let stack = Stack::start();
+    stack.put_file("good-1.txt", b"first good file\n");
+    stack.put_file("good-2.txt", b"second good file\n");
+    stack.put_file("damaged.txt", &b"this one will rot\n".repeat(1000));
+    stack.wait_published(3);
+    let (_, object) = stack.catalog()["damaged.txt"].clone();
+
+    let out = ok(&stack, &["verify", "--all"]);
+    assert!(
+        out.contains("checked 3 objects") && out.contains(": 0 bad"),
+        "{out}"
+    );
+
+    // Flip one byte in the middle of the stored object, on the S3 server's disk.
+    let stored = stack.s3.data.join(BUCKET).join(&object);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&stored, bytes).unwrap();
+
+    let (success, out, _) = stack.cli(&["verify", "--all"]);
+    assert!(!success, "verify passed a corrupt object:\n{out}");
+    assert!(out.contains("CORRUPT damaged.txt"), "{out}");
+    assert!(
+        !out.contains("good-1.txt") && !out.contains("good-2.txt"),
+        "{out}"
+    );
+
+    let to = stack.dir.path().join("restored");
+    let (success, out, _) = stack.cli(&["restore", "--to", to.to_str().unwrap(), "/"]);
+    assert!(!success, "restore succeeded with a corrupt object:\n{out}");
+    assert!(out.contains("restored 2 of 3 files"), "{out}");
+    assert!(out.contains("FAILED damaged.txt"), "{out}");
+    assert!(!to.join("damaged.txt").exists());
+    assert_eq!(
+        std::fs::read(to.join("good-1.txt")).unwrap(),
+        b"first good file\n"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&to)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.as_bytes().starts_with(b"."))
+        .collect();
+    assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+}
+
+#[test]
+fn prune_keeps_the_last_version_and_deletes_the_rest_while_mounted() {
+    let stack = Stack::start();
+    let mut objects = Vec::new();
+    for v in 1..=3 {
+        stack.put_file("a.txt", format!("a, version {v}\n").as_bytes());
+        stack.wait_published(v);
+        objects.push(stack.catalog()["a.txt"].1.clone());
+    }
+    stack.put_file("b.txt", b"b, only version\n");
+    stack.wait_published(4);
+    let b_object = stack.catalog()["b.txt"].1.clone();
+    assert_eq!(stack.objects().len(), 4);
+
+    let out = ok(&stack, &["prune", "--keep-last", "1"]);
+    assert!(
+        out.contains("would drop 2 of 4 versions and delete 2 objects"),
+        "{out}"
+    );
+    assert_eq!(stack.objects().len(), 4, "a dry run deleted something");
+
+    let out = ok(&stack, &["prune", "--keep-last", "1", "--yes"]);
+    assert!(
+        out.contains("dropped 2 versions; deleted 2 objects"),
+        "{out}"
+    );
+    let left = stack.objects();
+    assert!(
+        !left.contains(&objects[0]) && !left.contains(&objects[1]),
+        "{left:?}"
+    );
+    assert!(
+        left.contains(&objects[2]) && left.contains(&b_object),
+        "{left:?}"
+    );
+    assert!(stack.keys(&format!("{PREFIX}/prune/")).is_empty());
+
+    let history = ok(&stack, &["history", "a.txt"]);
+    assert_eq!(history.lines().count(), 2, "{history}");
+    let to = stack.dir.path().join("restored");
+    ok(&stack, &["restore", "--to", to.to_str().unwrap(), "/"]);
+    assert_eq!(std::fs::read(to.join("a.txt")).unwrap(), b"a, version 3\n");
+    assert_eq!(
+        std::fs::read(to.join("b.txt")).unwrap(),
+        b"b, only version\n"
+    );
+    ok(&stack, &["verify"]);
+
+    // Content whose object was pruned is stored again when it comes back.
+    stack.put_file("a-again.txt", b"a, version 1\n");
+    stack.wait_published(5);
+    let again = stack.catalog()["a-again.txt"].1.clone();
+    assert!(stack.objects().contains(&again));
+    let to = stack.dir.path().join("restored-again");
+    ok(
+        &stack,
+        &["restore", "--to", to.to_str().unwrap(), "a-again.txt"],
+    );
+    assert_eq!(
+        std::fs::read(to.join("a-again.txt")).unwrap(),
+        b"a, version 1\n"
+    );
+}
+
+#[test]
+fn keys_and_metadata_reveal_no_names_hashes_or_classes() {
+    let stack = Stack::start();
+    let files: [(&str, &[u8]); 3] = [
+        ("payroll-confidential.txt", b"confidential: salaries\n"),
+        ("contacts.csv", b"jane@example.com\n"),
+        ("notes.txt", b"plain notes\n"),
+    ];
+    for (name, content) in files {
+        stack.put_file(name, content);
+    }
+    stack.wait_published(3);
+    let mut secrets: Vec<String> = vec![
+        "sensitive".into(),
+        "personal".into(),
+        "general".into(),
+        "payroll".into(),
+        "contacts".into(),
+        "notes".into(),
+    ];
+    for (_, content) in files {
+        secrets.push(hex::encode(Sha256::digest(content)));
+    }
+    let keys = stack.keys("");
+    assert!(keys.len() >= 5, "{keys:?}");
+    for key in &keys {
+        let meta = stack.head(key);
+        for secret in &secrets {
+            assert!(!key.contains(secret.as_str()), "{key} reveals {secret}");
+            assert!(
+                !meta.contains(secret.as_str()),
+                "{key} metadata {meta} reveals {secret}"
+            );
+        }
+    }
+}
