@@ -417,6 +417,32 @@ else
 fi
 
 # ---------------------------------------------------------------------------
+say "restoring from the bucket alone (backupfs ls and restore)"
+# The catalog reaches the bucket within catalog.flush-interval of the last upload.
+deadline=$((SECONDS + TIMEOUT))
+until "$BIN" ls --config "$CONF" 2>/dev/null | grep -q 'customers.csv'; do
+    if ((SECONDS >= deadline)); then
+        problem "the catalog in the bucket does not list customers.csv after ${TIMEOUT}s"
+        break
+    fi
+    sleep 0.5
+done
+"$BIN" ls --config "$CONF" | sed 's/^/  /'
+if "$BIN" restore --config "$CONF" --to "$WORK/restored" / >"$WORK/restore.out" 2>&1; then
+    sed 's/^/  /' "$WORK/restore.out" | tail -n 1
+    for f in notes.txt contract.txt customers.csv notes-copy.txt; do
+        if cmp -s "$WORK/restored/$f" "$S/$f"; then
+            echo "  $f restored identical"
+        else
+            problem "$f: restored copy differs from the original"
+        fi
+    done
+else
+    problem "backupfs restore failed:"
+    sed 's/^/    /' "$WORK/restore.out" >&2
+fi
+
+# ---------------------------------------------------------------------------
 if ((PROBLEMS > 0)); then
     say "demo finished with $PROBLEMS problem(s)"
     daemon_logs
