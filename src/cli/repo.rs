@@ -68,7 +68,7 @@ pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
     let selectors: Vec<PathBuf> = args.paths.iter().map(|p| normalize(p)).collect();
     let rows: Vec<_> = catalog
         .at(at)
-        .into_values()
+        .into_iter()
         .filter(|r| selectors.iter().any(|s| selected(&r.path, s)))
         .collect();
     if rows.is_empty() {
@@ -125,7 +125,8 @@ pub fn ls(
     let opened = open(config, host)?;
     let catalog = load(&opened.repo)?;
     let selector = normalize(prefix);
-    for (path, row) in catalog.at(at_ms(at)?) {
+    for row in catalog.at(at_ms(at)?) {
+        let path = &row.path;
         if selected(path, &selector) {
             println!(
                 "{} {:>12} {} {}",

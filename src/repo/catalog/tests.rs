@@ -103,7 +103,7 @@ fn at_picks_the_newest_version_not_after_the_time() {
     ] {
         catalog.versions.insert(r.id, r);
     }
-    let ids = |at| -> Vec<i64> { catalog.at(at).values().map(|r| r.id).collect() };
+    let ids = |at| -> Vec<i64> { catalog.at(at).iter().map(|r| r.id).collect() };
     assert_eq!(ids(99), Vec::<i64>::new());
     assert_eq!(ids(100), [1]);
     assert_eq!(ids(199), [1, 3]);
