@@ -99,6 +99,10 @@ pub struct Passthrough {
     /// A handle that keeps writing without being closed reports its file this often, so a
     /// log held open for days is still backed up; zero turns it off.
     report_open_every: std::time::Duration,
+    /// Held (shared) while a changed file's path is read and queued, and (exclusive) while
+    /// a rename moves queued work, so that a close racing a rename on another FUSE thread
+    /// never queues the name the file just left.
+    renaming: std::sync::RwLock<()>,
 }
 
 fn errno(code: i32) -> io::Error {
@@ -138,6 +142,7 @@ impl Passthrough {
             sink,
             chown_new: sys::geteuid() == 0,
             report_open_every: std::time::Duration::ZERO,
+            renaming: std::sync::RwLock::default(),
         })
     }
 
@@ -196,6 +201,7 @@ impl Passthrough {
     }
 
     fn notify_changed(&self, fd: BorrowedFd<'_>) {
+        let _names = self.renaming.read().unwrap_or_else(|e| e.into_inner());
         if let Some(path) = self.path_of(fd) {
             self.sink.changed(&path);
         }
@@ -381,6 +387,7 @@ impl Passthrough {
         let from = self.inode(parent)?;
         let to = self.inode(new_parent)?;
         self.admit(&to, new_name)?;
+        let _names = self.renaming.write().unwrap_or_else(|e| e.into_inner());
         let old_path = self.child_path(&from, name);
         sys::renameat2(from.fd(), name, to.fd(), new_name, flags)?;
         // Queued work follows the file to its new name.
