@@ -100,21 +100,24 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
     let mut rng = Rng(seed());
     let mut stack = Stack::start();
     let mut files = BTreeMap::new();
-    for i in 0..count {
-        let len = match i % 10 {
-            0 => 1 << 20 | rng.below(1 << 20) as usize,
-            1..=3 => 64 << 10 | rng.below(64 << 10) as usize,
-            _ => 1 + rng.below(8 << 10) as usize,
-        };
-        let data = rng.bytes(len);
-        let name = format!("d{}/f{i:03}.bin", i % 7);
-        std::fs::create_dir_all(stack.mnt.join(format!("d{}", i % 7))).unwrap();
-        stack.put_file(&name, &data);
-        files.insert(name, sha_hex(&data));
-    }
     let mut killed_mid_backup = 0;
-    for round in 0..kills {
-        std::thread::sleep(Duration::from_millis(100 + rng.below(900)));
+    // Files are written in as many waves as there are kills, each wave just before its
+    // kill, so that every kill meets files still on their way however fast the machine.
+    let per_wave = count.div_ceil(kills.max(1));
+    for round in 0..kills.max(1) {
+        for i in round * per_wave..((round + 1) * per_wave).min(count) {
+            let len = match i % 10 {
+                0 => 1 << 20 | rng.below(1 << 20) as usize,
+                1..=3 => 64 << 10 | rng.below(64 << 10) as usize,
+                _ => 1 + rng.below(8 << 10) as usize,
+            };
+            let data = rng.bytes(len);
+            let name = format!("d{}/f{i:03}.bin", i % 7);
+            std::fs::create_dir_all(stack.mnt.join(format!("d{}", i % 7))).unwrap();
+            stack.put_file(&name, &data);
+            files.insert(name, sha_hex(&data));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
         if stack.queued_jobs() > 0 {
             killed_mid_backup += 1;
         }
