@@ -123,6 +123,7 @@ impl Attrs {
 /// A catalog row as it is published to the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogRow {
+    /// The version's id in the destination's catalog.
     pub id: i64,
     pub path: PathBuf,
     pub sha256: [u8; 32],
@@ -209,13 +210,16 @@ pub struct State {
 
 /// Columns added to `catalog` after its first release, with their definitions; added to
 /// older databases on open.
-const CATALOG_COLUMNS: [(&str, &str); 6] = [
+const CATALOG_COLUMNS: [(&str, &str); 7] = [
     ("mode", "INTEGER NOT NULL DEFAULT 420"),
     ("uid", "INTEGER NOT NULL DEFAULT 0"),
     ("gid", "INTEGER NOT NULL DEFAULT 0"),
     ("mtime_ns", "INTEGER"),
     ("backed_up_ms", "INTEGER"),
     ("published", "INTEGER NOT NULL DEFAULT 0"),
+    // The version's id in the destination's catalog: random, so that a host whose state
+    // was lost, or rebuilt, never reuses the id of a version already there.
+    ("vid", "INTEGER"),
 ];
 
 const SCHEMA: &str = "
@@ -281,6 +285,12 @@ fn below_end(dir: &[u8]) -> Vec<u8> {
     end
 }
 
+/// A fresh version id: random and positive, so ids never collide across a lost or rebuilt
+/// state directory.
+fn new_version_id() -> i64 {
+    (rand::random::<u64>() >> 1) as i64
+}
+
 /// Brings a database written by an older release up to the current schema.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let existing: Vec<String> = conn
@@ -297,6 +307,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "UPDATE catalog SET mtime_ns = mtime * 1000000000 WHERE mtime_ns IS NULL;
          UPDATE catalog SET backed_up_ms = backed_up_at * 1000 WHERE backed_up_ms IS NULL;
+         UPDATE catalog SET vid = id WHERE vid IS NULL;
+         CREATE UNIQUE INDEX IF NOT EXISTS catalog_vid ON catalog(vid);
          CREATE INDEX IF NOT EXISTS catalog_unpublished ON catalog(published) WHERE published = 0;",
     )
 }
@@ -325,7 +337,7 @@ fn catalog_row(r: &rusqlite::Row) -> rusqlite::Result<CatalogRow> {
 }
 
 const CATALOG_ROW: &str =
-    "id, path, sha256, object, size, mode, uid, gid, mtime_ns, classification, backed_up_ms";
+    "vid, path, sha256, object, size, mode, uid, gid, mtime_ns, classification, backed_up_ms";
 
 impl State {
     /// Opens (creating if needed) the state directory and its database.
@@ -546,8 +558,8 @@ impl State {
                 }
                 tx.execute(
                     "INSERT INTO catalog (path, sha256, object, size, mtime, classification,
-                        backed_up_at, mode, uid, gid, mtime_ns, backed_up_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                        backed_up_at, mode, uid, gid, mtime_ns, backed_up_ms, vid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     params![
                         path_bytes(v.path),
                         &v.sha256[..],
@@ -560,7 +572,8 @@ impl State {
                         v.attrs.uid,
                         v.attrs.gid,
                         v.attrs.mtime_ns,
-                        now_ms
+                        now_ms,
+                        new_version_id()
                     ],
                 )?;
             }
@@ -755,10 +768,10 @@ impl State {
             .map_err(|e| self.db_err(e))
     }
 
-    /// Marks catalog rows as written to the destination.
+    /// Marks catalog rows (by version id) as written to the destination.
     pub fn mark_published(&self, ids: &[i64]) -> Result<(), StateError> {
         self.tx(|tx| {
-            let mut stmt = tx.prepare_cached("UPDATE catalog SET published = 1 WHERE id = ?1")?;
+            let mut stmt = tx.prepare_cached("UPDATE catalog SET published = 1 WHERE vid = ?1")?;
             for id in ids {
                 stmt.execute(params![id])?;
             }
@@ -770,7 +783,7 @@ impl State {
     /// path again so the file is backed up anew.
     pub fn withdraw(&self, row: &CatalogRow, now_ms: i64) -> Result<(), StateError> {
         self.tx(|tx| {
-            tx.execute("DELETE FROM catalog WHERE id = ?1", params![row.id])?;
+            tx.execute("DELETE FROM catalog WHERE vid = ?1", params![row.id])?;
             tx.execute("DELETE FROM content WHERE object = ?1", params![row.object])?;
             tx.execute(
                 "DELETE FROM files WHERE path = ?1",
