@@ -100,28 +100,35 @@ fn restore_one(repo: &Repo, row: &CatalogRow, req: &Request, scratch: &Path) -> 
             dest.display()
         ));
     }
-    let parent = dest.parent().expect("joined paths have a parent");
-    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    let name = dest.file_name().expect("normal components have names");
-    let partial = Partial(parent.join(format!(
-        ".{}.backupfs-{:08x}",
-        name.to_string_lossy(),
-        rand::random::<u32>()
-    )));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(&partial.0)
-        .map_err(|e| format!("{}: {e}", partial.0.display()))?;
-    let out = fetch(repo, row, scratch, BufWriter::new(file)).map_err(|e| match e {
-        FetchError::Corrupt { .. } => format!("{e}; refused"),
-        e => e.to_string(),
-    })?;
-    let file = out
-        .into_inner()
-        .map_err(|e| format!("{}: {}", partial.0.display(), e.error()))?;
+    let parent = make_parents(&req.to, &row.path)?;
+    let mut tries = 0;
+    let (partial, file) = loop {
+        // Short, so that it fits wherever the real name (up to 255 bytes) fits.
+        let partial = Partial(parent.join(format!(".bfs-{:016x}.part", rand::random::<u64>())));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&partial.0)
+            .map_err(|e| format!("{}: {e}", partial.0.display()))?;
+        match fetch(repo, row, scratch, BufWriter::new(file)) {
+            Ok(out) => {
+                let file = out
+                    .into_inner()
+                    .map_err(|e| format!("{}: {}", partial.0.display(), e.error()))?;
+                break (partial, file);
+            }
+            // The destination failed for a moment: try again, a few times.
+            Err(FetchError::Other(e)) if tries < RETRIES => {
+                tries += 1;
+                tracing::warn!(path = ?row.path, error = %e, "fetch failed; trying again");
+                std::thread::sleep(Duration::from_secs(1 << tries));
+            }
+            Err(e @ FetchError::Corrupt { .. }) => return Err(format!("{e}; refused")),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     finish_attrs(&file, row).map_err(|e| format!("{}: {e}", partial.0.display()))?;
     let (from, to) = (partial.0.as_os_str(), dest.as_os_str());
     let moved = if req.overwrite {
@@ -136,6 +143,40 @@ fn restore_one(repo: &Repo, row: &CatalogRow, req: &Request, scratch: &Path) -> 
         ),
         _ => format!("{}: {e}", dest.display()),
     })
+}
+
+/// How often a fetch that failed for a passing reason is tried again.
+const RETRIES: u32 = 3;
+
+/// Creates the directories between `to` and the file `rel`, refusing to pass through a
+/// symbolic link: a link planted in the target must not send the restore elsewhere.
+/// Returns the file's directory.
+fn make_parents(to: &Path, rel: &Path) -> Result<PathBuf, String> {
+    let mut dir = to.to_path_buf();
+    let parents: Vec<_> = rel
+        .parent()
+        .map(|p| p.components().collect())
+        .unwrap_or_default();
+    for part in parents {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "{} is a symbolic link; not followed",
+                    dir.display()
+                ))
+            }
+            Ok(m) if !m.is_dir() => return Err(format!("{} is not a directory", dir.display())),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("{}: {e}", dir.display())),
+            },
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+    }
+    Ok(dir)
 }
 
 /// Owner (when root), mode and modification time, then fsync.
