@@ -11,9 +11,8 @@ use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use super::{now_ms, Repo};
+use crate::pipeline::upload::get_bytes;
 use crate::pipeline::upload::UploadError;
 use crate::state::{Attrs, CatalogRow};
 
@@ -177,6 +176,8 @@ pub struct Catalog {
     /// Every batch that is now merged into `versions`: those the snapshot covers that still
     /// exist, and those read.
     pub merged: Vec<String>,
+    /// Catalog files that did not decrypt or parse, with why; their versions are missing.
+    pub damaged: Vec<(String, String)>,
 }
 
 /// Passes each complete line written into it to `f`.
@@ -255,14 +256,21 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// Reads one catalog file. Its records count only once the whole file has decrypted
+    /// and parsed (OpenPGP releases plaintext before the integrity check at the end); a
+    /// file that does not is listed in `damaged` and the rest of the catalog still reads.
+    /// Failing to fetch it is an error.
     fn read(
         &mut self,
         repo: &Repo,
         key: &str,
         drops: &mut HashSet<i64>,
-        mut covered: Option<&mut HashSet<String>>,
+        covered: Option<&mut HashSet<String>>,
     ) -> anyhow::Result<()> {
-        let versions = &mut self.versions;
+        let sealed = get_bytes(&*repo.dest, key)?;
+        let mut rows = Vec::new();
+        let mut dropped = Vec::new();
+        let mut covers = Vec::new();
         let mut lines = Lines {
             partial: Vec::new(),
             f: |line: &[u8]| {
@@ -271,29 +279,35 @@ impl Catalog {
                 }
                 let parsed: ReadLine = serde_json::from_slice(line).map_err(|e| e.to_string())?;
                 match parsed.kind {
-                    Kind::Version => {
-                        let row = parsed.into_row()?;
-                        versions.insert(row.id, row);
-                    }
-                    Kind::Drop => {
-                        drops.insert(parsed.id.ok_or("a drop without an id")?);
-                    }
-                    Kind::Covers => {
-                        if let Some(c) = covered.as_deref_mut() {
-                            c.extend(parsed.batches.unwrap_or_default());
-                        }
-                    }
+                    Kind::Version => rows.push(parsed.into_row()?),
+                    Kind::Drop => dropped.push(parsed.id.ok_or("a drop without an id")?),
+                    Kind::Covers => covers.extend(parsed.batches.unwrap_or_default()),
                 }
                 Ok(())
             },
         };
-        repo.get_sealed(key, &mut lines)
-            .with_context(|| format!("catalog file {key}"))?;
+        let opened = repo.sealer.open(&sealed[..], &mut lines);
+        if let Err(e) = opened {
+            self.damaged.push((key.to_string(), e.to_string()));
+            return Ok(());
+        }
+        for row in rows {
+            self.versions.insert(row.id, row);
+        }
+        drops.extend(dropped);
+        if let Some(c) = covered {
+            c.extend(covers);
+        }
         Ok(())
     }
 
-    /// Writes everything read as one snapshot, then deletes the files it replaces.
+    /// Writes everything read as one snapshot, then deletes the files it replaces. Refuses
+    /// while any file is damaged: merging would delete it, and with it any chance to
+    /// recover its records.
     pub fn compact(&self, repo: &Repo) -> anyhow::Result<String> {
+        if let Some((key, why)) = self.damaged.first() {
+            anyhow::bail!("not compacting: catalog file {key} cannot be read ({why})");
+        }
         let names: Vec<String> = self
             .merged
             .iter()

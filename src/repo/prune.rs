@@ -18,7 +18,9 @@ use super::catalog::{self, Catalog};
 use super::{now_ms, CondemnedList, Marker, Repo};
 use crate::state::CatalogRow;
 
-/// Which versions to keep. A version is kept if either rule keeps it.
+/// Which versions to keep. A version is kept if either rule keeps it, and the newest
+/// version of every path is always kept: a file that has not changed for a long time is
+/// still backed up.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     /// The newest N versions of each path.
@@ -38,7 +40,7 @@ pub fn plan<'a>(catalog: &'a Catalog, policy: &Policy, now_ms: i64) -> Vec<&'a C
     for versions in by_path.values_mut() {
         versions.sort_by_key(|r| std::cmp::Reverse((r.backed_up_ms, r.id)));
         for (i, row) in versions.iter().enumerate() {
-            let by_count = policy.keep_last.is_some_and(|n| i < n);
+            let by_count = i == 0 || policy.keep_last.is_some_and(|n| i < n);
             let by_age = since.is_some_and(|t| row.backed_up_ms >= t);
             if !by_count && !by_age {
                 dropped.push(*row);
@@ -64,13 +66,26 @@ fn referenced(repo: &Repo, except: &HashSet<i64>) -> anyhow::Result<HashSet<Stri
     for host in hosts {
         let own = host == repo.layout.host;
         let dir = repo.layout.for_host(&host).catalog_dir();
-        for row in Catalog::load_dir(repo, &dir)?.versions.into_values() {
+        let catalog = Catalog::load_dir(repo, &dir)?;
+        refuse_damaged(&catalog)?;
+        for row in catalog.versions.into_values() {
             if !(own && except.contains(&row.id)) {
                 objects.insert(row.object);
             }
         }
     }
     Ok(objects)
+}
+
+/// A prune cannot know what a damaged catalog file references, so it deletes nothing.
+fn refuse_damaged(catalog: &Catalog) -> anyhow::Result<()> {
+    match catalog.damaged.first() {
+        Some((key, why)) => bail!(
+            "catalog file {key} cannot be read ({why}); nothing is pruned while the objects its \
+             versions need are unknown"
+        ),
+        None => Ok(()),
+    }
 }
 
 /// Runs a prune. Without `yes`, only prints what it would do.
@@ -82,6 +97,7 @@ pub fn prune(
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<Outcome> {
     let catalog = Catalog::load(repo)?;
+    refuse_damaged(&catalog)?;
     let dropped = plan(&catalog, policy, now_ms());
     let ids: HashSet<i64> = dropped.iter().map(|r| r.id).collect();
     for row in &dropped {

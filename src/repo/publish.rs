@@ -120,9 +120,10 @@ impl Publisher {
         };
         progress.batches = Some(pending);
         if pending >= self.compact_after {
+            // Whatever happens, the next try waits for another round of batches.
+            progress.batches = Some(0);
             let catalog = Catalog::load(&self.repo)?;
             let key = catalog.compact(&self.repo)?;
-            progress.batches = Some(0);
             tracing::info!(versions = catalog.versions.len(), merged = catalog.merged.len(), snapshot = %key, "catalog compacted");
         }
         Ok(())
