@@ -114,6 +114,18 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         tracing::error!(error = %e, "clamd is unreachable; files will wait for it and nothing is uploaded unscanned");
         metrics.clamd_up.set(0);
     }
+    publisher.repo.check_passphrase().with_context(|| {
+        match (
+            &cfg.encrypt.passphrase_file,
+            &cfg.encrypt.passphrase_credential,
+        ) {
+            (Some(file), _) => format!("encrypt.passphrase-file {}", file.display()),
+            (None, name) => format!(
+                "encrypt.passphrase-credential {}",
+                name.as_deref().unwrap_or_default()
+            ),
+        }
+    })?;
     match publisher.check_unpublished() {
         Ok(0) => {}
         Ok(n) => tracing::warn!(

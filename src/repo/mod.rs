@@ -151,6 +151,42 @@ impl Repo {
         self.dest.put_bytes(key, &bytes)
     }
 
+    /// Fails if catalog files already in this host's catalog all refuse this passphrase: a
+    /// mount with the wrong one would write a catalog the right one cannot read. Reading
+    /// problems are only logged; the mount then starts as it would have.
+    pub fn check_passphrase(&self) -> anyhow::Result<()> {
+        let listed = match self.dest.list(&self.layout.catalog_dir()) {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the catalog to check the passphrase");
+                return Ok(());
+            }
+        };
+        let mut refused = Vec::new();
+        // The newest few: one damaged file must not stop the mount.
+        for l in listed.iter().rev().take(3) {
+            let sealed = match get_bytes(&*self.dest, &l.key) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::warn!(key = %l.key, error = %e, "cannot read a catalog file to check the passphrase");
+                    return Ok(());
+                }
+            };
+            match self.sealer.open(&sealed[..], std::io::sink()) {
+                Ok(_) => return Ok(()),
+                Err(e) => refused.push(format!("{}: {e}", l.key)),
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "the passphrase does not open the catalog already in the destination ({}); is it \
+             the passphrase this host used before?",
+            refused.join("; ")
+        )
+    }
+
     /// Every host that has written a marker here, and its marker.
     pub fn markers(&self) -> anyhow::Result<Vec<Marker>> {
         let mut out = Vec::new();
@@ -234,20 +270,79 @@ pub fn now_ms() -> i64 {
     crate::pipeline::queue::now_ms()
 }
 
-/// A time given on the command line: RFC 3339 (`2026-12-04T10:00:00Z`, `2026-12-04 10:00`)
-/// or milliseconds since the epoch.
+/// A time given on the command line: RFC 3339 in UTC (`2026-12-04T10:00:00Z`,
+/// `2026-12-04 10:00:00`), with an offset (`2026-12-04T11:00:00+01:00`), or `@SECONDS`
+/// since the epoch. Returns milliseconds since the epoch.
 pub fn parse_time(text: &str) -> anyhow::Result<i64> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
+    let bad = || {
+        anyhow::anyhow!(
+            "--at `{text}`: not a time such as 2026-12-04T10:00:00Z, \
+             2026-12-04T11:00:00+01:00 or @1796400000"
+        )
+    };
+    if let Some(secs) = text.strip_prefix('@') {
+        let secs: f64 = secs.parse().map_err(|_| bad())?;
+        return Ok((secs * 1000.0).round() as i64);
     }
-    let t = humantime::parse_rfc3339_weak(text)
-        .with_context(|| format!("--at `{text}`: not a time such as 2026-12-04T10:00:00Z"))?;
-    Ok(t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64))
+    // humantime reads UTC only; apply a trailing ±HH:MM offset by hand.
+    let split = text
+        .len()
+        .checked_sub(6)
+        .filter(|&at| text.is_char_boundary(at))
+        .map(|at| text.split_at(at))
+        .filter(|(_, tail)| tail.is_ascii());
+    let (utc, offset_ms) = match split {
+        Some((head, tail)) if head.contains('T') || head.contains(' ') => {
+            match (
+                tail.as_bytes()[0],
+                tail[1..3].parse::<i64>(),
+                &tail[3..4],
+                tail[4..].parse::<i64>(),
+            ) {
+                (sign @ (b'+' | b'-'), Ok(h), ":", Ok(m)) => {
+                    let ms = (h * 60 + m) * 60_000;
+                    (head, if sign == b'+' { ms } else { -ms })
+                }
+                _ => (text, 0),
+            }
+        }
+        _ => (text, 0),
+    };
+    let t = humantime::parse_rfc3339_weak(utc.trim_end_matches('Z')).map_err(|_| bad())?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Ok(ms - offset_ms)
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 in UTC.
 pub fn format_ms(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_parse_in_utc_with_offsets_and_as_seconds() {
+        let utc = parse_time("2026-12-04T10:00:00Z").unwrap();
+        assert_eq!(utc, 1_796_378_400_000);
+        assert_eq!(parse_time("2026-12-04T10:00:00").unwrap(), utc);
+        assert_eq!(parse_time("2026-12-04 10:00:00").unwrap(), utc);
+        assert_eq!(parse_time("2026-12-04T11:00:00+01:00").unwrap(), utc);
+        assert_eq!(parse_time("2026-12-04T08:30:00-01:30").unwrap(), utc);
+        assert_eq!(parse_time("2026-12-04T10:00:00.250Z").unwrap(), utc + 250);
+        assert_eq!(parse_time("@1796378400").unwrap(), utc);
+        for bad in [
+            "1796378400",
+            "yesterday",
+            "2026-13-04T10:00:00Z",
+            "@x",
+            "2026-12-04Tüüü",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
 }
