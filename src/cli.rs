@@ -69,7 +69,8 @@ enum Command {
     Restore {
         #[arg(long, short)]
         config: PathBuf,
-        /// Restore the files as they were at this time (RFC 3339, e.g. 2026-12-04T10:00:00Z).
+        /// Restore the files as they were at this time: RFC 3339 (2026-12-04T10:00:00Z, or with
+        /// an offset such as +01:00) or @SECONDS since 1970.
         #[arg(long)]
         at: Option<String>,
         /// Directory to restore into; default mount.source.

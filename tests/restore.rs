@@ -98,7 +98,7 @@ fn disaster_recovery_restores_every_file_from_the_bucket_alone() {
         PathBuf::from("deep/a/b/c/d/e/f/g/h/leaf"),
         PathBuf::from("quote\"back\\slash"),
         PathBuf::from("star*question?.txt"),
-        PathBuf::from(".hidden"),
+        PathBuf::from("n".repeat(255)),
     ];
     for name in &odd {
         let content = match name.to_str() {
@@ -150,9 +150,100 @@ fn disaster_recovery_restores_every_file_from_the_bucket_alone() {
     );
     assert_eq!(std::fs::read(to.join("empty")).unwrap(), b"");
 
+    // A restore never writes through a symbolic link planted in the target.
+    let elsewhere = stack.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let trap = stack.dir.path().join("trap");
+    std::fs::create_dir(&trap).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, trap.join("d0")).unwrap();
+    let (success, out, _) = stack.cli(&["restore", "--to", trap.to_str().unwrap(), "d0"]);
+    assert!(!success, "{out}");
+    assert!(out.contains("is a symbolic link; not followed"), "{out}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
     // The local index comes back from the catalog too.
     let out = ok(&stack, &["catalog", "rebuild"]);
     assert!(out.contains("200 versions"), "{out}");
+}
+
+#[test]
+fn a_host_that_lost_its_state_adds_to_its_catalog_without_hiding_anything() {
+    let mut stack = Stack::start();
+    stack.put_file("one.txt", b"one\n");
+    stack.put_file("two.txt", b"two\n");
+    stack.wait_published(2);
+    stack.stop_daemon();
+    std::fs::remove_dir_all(stack.dir.path().join("state")).unwrap();
+    stack.mount();
+    stack.put_file("three.txt", b"three\n");
+    stack.wait_published(1);
+    let ls = ok(&stack, &["ls"]);
+    for name in ["one.txt", "two.txt", "three.txt"] {
+        assert!(ls.contains(name), "{name} missing from\n{ls}");
+    }
+    // And neither does one whose index was rebuilt from the catalog.
+    stack.stop_daemon();
+    ok(&stack, &["catalog", "rebuild"]);
+    stack.mount();
+    stack.put_file("four.txt", b"four\n");
+    stack.wait_published(4);
+    let ls = ok(&stack, &["ls"]);
+    assert_eq!(ls.lines().count(), 4, "{ls}");
+}
+
+#[test]
+fn a_mount_with_another_passphrase_refuses_to_start() {
+    let mut stack = Stack::start();
+    stack.put_file("kept.txt", b"sealed with the first passphrase\n");
+    stack.wait_published(1);
+    stack.stop_daemon();
+    std::fs::write(&stack.passphrase, "a different passphrase\n").unwrap();
+    let (success, out, err) = stack.cli_timeout(&["mount"], Duration::from_secs(60));
+    assert!(!success, "mounted with the wrong passphrase:\n{out}\n{err}");
+    assert!(
+        err.contains("encrypt.passphrase-file") && err.contains("does not open the catalog"),
+        "{err}"
+    );
+    assert!(!is_mounted(&stack.mnt));
+}
+
+#[test]
+fn a_damaged_catalog_file_costs_only_its_own_versions() {
+    let stack = Stack::start();
+    stack.put_file("early.txt", b"in the first batch\n");
+    stack.wait_published(1);
+    let first: Vec<String> = stack.keys(&format!("{PREFIX}/catalog/"));
+    assert_eq!(first.len(), 1, "{first:?}");
+    stack.put_file("late.txt", b"in a later batch\n");
+    stack.wait_published(2);
+
+    let stored = stack.s3.data.join(BUCKET).join(&first[0]);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&stored, bytes).unwrap();
+
+    let (success, out, err) = stack.cli(&["ls"]);
+    assert!(!success, "{out}");
+    assert!(
+        out.contains("late.txt") && !out.contains("early.txt"),
+        "{out}"
+    );
+    assert!(
+        err.contains(&first[0]) && err.contains("cannot be read"),
+        "{err}"
+    );
+    let to = stack.dir.path().join("restored");
+    let (success, out, _) = stack.cli(&["restore", "--to", to.to_str().unwrap(), "/"]);
+    assert!(!success, "{out}");
+    assert_eq!(
+        std::fs::read(to.join("late.txt")).unwrap(),
+        b"in a later batch\n"
+    );
+    let (success, out, err) = stack.cli(&["prune", "--keep-last", "1", "--yes"]);
+    assert!(!success, "prune ran over a damaged catalog:\n{out}");
+    assert!(err.contains("nothing is pruned"), "{err}");
+    assert_eq!(stack.objects().len(), 2);
 }
 
 #[test]

@@ -38,13 +38,29 @@ pub fn open(config: &Path, host: Option<&str>) -> anyhow::Result<Opened> {
     })
 }
 
+/// Reads the catalog, warning about each damaged file in it.
 fn load(repo: &Repo) -> anyhow::Result<Catalog> {
-    Catalog::load(repo).with_context(|| {
+    let catalog = Catalog::load(repo).with_context(|| {
         format!(
             "cannot read the catalog under {}",
             repo.dest.url(&repo.layout.catalog_dir())
         )
-    })
+    })?;
+    for (key, why) in &catalog.damaged {
+        eprintln!(
+            "warning: catalog file {} cannot be read ({why}); the versions it holds are missing",
+            repo.dest.url(key)
+        );
+    }
+    Ok(catalog)
+}
+
+/// After a command did what it could: fails if part of the catalog was unreadable.
+fn complete(catalog: &Catalog) -> anyhow::Result<()> {
+    match catalog.damaged.len() {
+        0 => Ok(()),
+        n => bail!("{n} catalog file(s) could not be read; the output above may be incomplete"),
+    }
 }
 
 fn at_ms(at: Option<&str>) -> anyhow::Result<i64> {
@@ -71,12 +87,11 @@ pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
         .into_iter()
         .filter(|r| selectors.iter().any(|s| selected(&r.path, s)))
         .collect();
-    if rows.is_empty() {
-        bail!(
-            "nothing in the catalog matches {:?}{}",
-            args.paths,
-            args.at.map(|t| format!(" at {t}")).unwrap_or_default()
-        );
+    let when = args.at.map(|t| format!(" at {t}")).unwrap_or_default();
+    for (arg, selector) in args.paths.iter().zip(&selectors) {
+        if !rows.iter().any(|r| selected(&r.path, selector)) {
+            bail!("{}: nothing in the catalog{when}", shown(arg));
+        }
     }
     let to = args
         .to
@@ -104,12 +119,34 @@ pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
         request.to.display()
     );
     for (path, why) in &summary.failed {
-        println!("FAILED {}: {why}", path.display());
+        println!("FAILED {}: {why}", shown(path));
     }
     if !summary.failed.is_empty() {
         bail!("{} file(s) not restored", summary.failed.len());
     }
-    Ok(())
+    complete(&catalog)
+}
+
+/// A path for one line of output: control characters and bytes that are not UTF-8 are
+/// shown as `\xNN`, so every name stays on its line and can be told apart.
+fn shown(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                for b in c.to_string().bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 fn mode_string(mode: u32) -> String {
@@ -125,19 +162,23 @@ pub fn ls(
     let opened = open(config, host)?;
     let catalog = load(&opened.repo)?;
     let selector = normalize(prefix);
+    let mut listed = 0;
     for row in catalog.at(at_ms(at)?) {
-        let path = &row.path;
-        if selected(path, &selector) {
+        if selected(&row.path, &selector) {
+            listed += 1;
             println!(
                 "{} {:>12} {} {}",
                 mode_string(row.attrs.mode),
                 row.size,
                 format_ms(row.attrs.mtime_ns.div_euclid(1_000_000)),
-                path.display()
+                shown(&row.path)
             );
         }
     }
-    Ok(())
+    if listed == 0 && !selector.as_os_str().is_empty() {
+        bail!("{}: nothing in the catalog", shown(prefix));
+    }
+    complete(&catalog)
 }
 
 pub fn history(config: &Path, host: Option<&str>, path: &Path) -> anyhow::Result<()> {
@@ -145,7 +186,7 @@ pub fn history(config: &Path, host: Option<&str>, path: &Path) -> anyhow::Result
     let catalog = load(&opened.repo)?;
     let versions = catalog.history(&normalize(path));
     if versions.is_empty() {
-        bail!("{}: no version in the catalog", path.display());
+        bail!("{}: no version in the catalog", shown(path));
     }
     println!("backed up                 size         sha256            class      object");
     for row in versions {
@@ -158,7 +199,7 @@ pub fn history(config: &Path, host: Option<&str>, path: &Path) -> anyhow::Result
             row.object
         );
     }
-    Ok(())
+    complete(&catalog)
 }
 
 pub fn verify(config: &Path, host: Option<&str>, sample: Option<usize>) -> anyhow::Result<()> {
@@ -167,22 +208,14 @@ pub fn verify(config: &Path, host: Option<&str>, sample: Option<usize>) -> anyho
     let scratch = opened.settings.raw.state.dir.clone();
     std::fs::create_dir_all(&scratch)
         .with_context(|| format!("state.dir {}", scratch.display()))?;
-    let report = crate::repo::verify::verify(
-        &opened.repo,
-        &catalog,
-        sample,
-        &scratch,
-        |object, result| {
-            if let Err(e) = result {
-                eprintln!("bad: {object}: {e}");
-            }
-        },
-    );
-    for (object, paths, why) in &report.bad {
-        for path in paths {
-            println!("CORRUPT {}: {why}", path.display());
+    if sample == Some(0) {
+        bail!("--sample 0 checks nothing; give 1 or more, or --all");
+    }
+    let report = crate::repo::verify::verify(&opened.repo, &catalog, sample, &scratch, |_, _| {});
+    for bad in &report.bad {
+        for path in &bad.paths {
+            println!("{} {}: {}", bad.kind, shown(path), bad.why);
         }
-        let _ = object;
     }
     println!(
         "checked {} objects ({} bytes): {} bad",
@@ -190,10 +223,18 @@ pub fn verify(config: &Path, host: Option<&str>, sample: Option<usize>) -> anyho
         report.bytes,
         report.bad.len()
     );
+    let unreadable = report.bad.iter().filter(|b| b.kind == "UNREADABLE").count();
+    if unreadable > 0 {
+        bail!(
+            "{unreadable} object(s) could not be read from the destination (not proven bad); \
+             {} missing or corrupt",
+            report.bad.len() - unreadable
+        );
+    }
     if !report.bad.is_empty() {
         bail!("{} object(s) missing or corrupt", report.bad.len());
     }
-    Ok(())
+    complete(&catalog)
 }
 
 pub fn prune(
@@ -205,8 +246,8 @@ pub fn prune(
     if policy.keep_last.is_none() && policy.keep_within.is_none() {
         bail!("say what to keep: --keep-last N and/or --keep-within DURATION");
     }
-    if policy.keep_last == Some(0) && policy.keep_within.is_none() {
-        bail!("--keep-last 0 would forget every file; keep at least 1");
+    if policy.keep_last == Some(0) {
+        bail!("--keep-last 0: the newest version of each file is always kept; give 1 or more");
     }
     let opened = open(config, None)?;
     let outcome = crate::repo::prune::prune(&opened.repo, &policy, yes, wait, &mut |line| {

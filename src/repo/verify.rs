@@ -85,13 +85,34 @@ pub fn fetch<W: Write>(
     Ok(out)
 }
 
+/// An object `verify` could not vouch for.
+#[derive(Debug)]
+pub struct Bad {
+    pub object: String,
+    pub paths: Vec<PathBuf>,
+    /// `MISSING`, `CORRUPT`, or `UNREADABLE` when the destination could not be read (which
+    /// says nothing about the object itself).
+    pub kind: &'static str,
+    pub why: String,
+}
+
+impl FetchError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Missing(_) => "MISSING",
+            FetchError::Corrupt { .. } => "CORRUPT",
+            FetchError::Other(_) => "UNREADABLE",
+        }
+    }
+}
+
 /// What `verify` found.
 #[derive(Debug, Default)]
 pub struct Report {
     pub objects_checked: usize,
     pub bytes: u64,
     /// Each bad object, the paths whose versions point at it, and what is wrong.
-    pub bad: Vec<(String, Vec<PathBuf>, String)>,
+    pub bad: Vec<Bad>,
 }
 
 /// Re-reads objects the catalog points at: all of them, or `sample` chosen at random.
@@ -125,7 +146,12 @@ pub fn verify(
                 let mut paths: Vec<PathBuf> = rows.iter().map(|r| r.path.clone()).collect();
                 paths.sort();
                 paths.dedup();
-                report.bad.push((object.to_string(), paths, e.to_string()));
+                report.bad.push(Bad {
+                    object: object.to_string(),
+                    paths,
+                    kind: e.kind(),
+                    why: e.to_string(),
+                });
             }
         }
     }

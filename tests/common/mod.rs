@@ -454,6 +454,47 @@ impl Stack {
         )
     }
 
+    /// Like [`Stack::cli`] for a command that might not return (such as a mount that should
+    /// have refused to start): killed after `limit`, and any mount it made is removed.
+    pub fn cli_timeout(&self, args: &[&str], limit: Duration) -> (bool, String, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_backupfs"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run backupfs");
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(&self.mnt)
+                .status();
+        }
+        let out = child.wait_with_output().expect("output");
+        (
+            status.is_some_and(|s| s.success()),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Waits until `n` versions are recorded and all of them are in the catalog in the
     /// destination.
     pub fn wait_published(&self, n: i64) {
