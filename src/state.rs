@@ -120,6 +120,15 @@ impl Attrs {
     }
 }
 
+/// A path removed from the source, as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// Its id in the destination's catalog (shared with versions: one id space).
+    pub id: i64,
+    pub path: PathBuf,
+    pub removed_ms: i64,
+}
+
 /// A catalog row as it is published to the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogRow {
@@ -262,6 +271,14 @@ const SCHEMA: &str = "
         outcome TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS removals (
+        id INTEGER PRIMARY KEY,
+        vid INTEGER NOT NULL UNIQUE,
+        path BLOB NOT NULL,
+        removed_ms INTEGER NOT NULL,
+        published INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX IF NOT EXISTS removals_path ON removals(path);
     CREATE TABLE IF NOT EXISTS legacy_hashes (
         sha256 BLOB PRIMARY KEY,
         path TEXT NOT NULL,
@@ -768,12 +785,70 @@ impl State {
             .map_err(|e| self.db_err(e))
     }
 
+    /// Records that `path` is gone from the source, and so is everything below it if it was
+    /// a directory: each path under it that has a backed-up version (and is not recorded as
+    /// removed since) gets a removal. Returns those paths.
+    pub fn record_removal(&self, path: &Path, now_ms: i64) -> Result<Vec<PathBuf>, StateError> {
+        let from = path_bytes(path).to_vec();
+        let mut below = from.clone();
+        below.push(b'/');
+        self.tx(|tx| {
+            let live: Vec<Vec<u8>> = {
+                let mut stmt = tx.prepare(
+                    "SELECT c.path FROM catalog c
+                     WHERE (c.path = ?1 OR (c.path > ?2 AND c.path < ?3))
+                     GROUP BY c.path
+                     HAVING MAX(c.backed_up_ms) > COALESCE(
+                        (SELECT MAX(r.removed_ms) FROM removals r WHERE r.path = c.path), -1)",
+                )?;
+                let rows = stmt.query_map(params![from, below, below_end(&from)], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for p in &live {
+                tx.execute(
+                    "INSERT INTO removals (vid, path, removed_ms) VALUES (?1, ?2, ?3)",
+                    params![new_version_id(), p, now_ms],
+                )?;
+            }
+            tx.execute(
+                "DELETE FROM files WHERE path = ?1 OR (path > ?2 AND path < ?3)",
+                params![from, below, below_end(&from)],
+            )?;
+            Ok(live.into_iter().map(path_from).collect())
+        })
+    }
+
+    /// Removals not yet written to the destination.
+    pub fn unpublished_removals(&self, limit: usize) -> Result<Vec<Removal>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT vid, path, removed_ms FROM removals WHERE published = 0 ORDER BY id LIMIT ?1",
+            )
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(Removal {
+                    id: r.get(0)?,
+                    path: path_from(r.get(1)?),
+                    removed_ms: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_err(e))
+    }
+
     /// Marks catalog rows (by version id) as written to the destination.
     pub fn mark_published(&self, ids: &[i64]) -> Result<(), StateError> {
         self.tx(|tx| {
             let mut stmt = tx.prepare_cached("UPDATE catalog SET published = 1 WHERE vid = ?1")?;
+            let mut removals =
+                tx.prepare_cached("UPDATE removals SET published = 1 WHERE vid = ?1")?;
             for id in ids {
-                stmt.execute(params![id])?;
+                if stmt.execute(params![id])? == 0 {
+                    removals.execute(params![id])?;
+                }
             }
             Ok(())
         })
@@ -813,9 +888,21 @@ impl State {
 
     /// Replaces the local catalog and content index with `rows` (read back from the
     /// destination), all marked as published. Returns the number of contents indexed.
-    pub fn rebuild_catalog(&self, rows: &[CatalogRow]) -> Result<usize, StateError> {
+    pub fn rebuild_catalog(
+        &self,
+        rows: &[CatalogRow],
+        removals: &[Removal],
+    ) -> Result<usize, StateError> {
         self.tx(|tx| {
-            tx.execute_batch("DELETE FROM catalog; DELETE FROM content; DELETE FROM files;")?;
+            tx.execute_batch(
+                "DELETE FROM catalog; DELETE FROM content; DELETE FROM files; DELETE FROM removals;",
+            )?;
+            for r in removals {
+                tx.execute(
+                    "INSERT INTO removals (vid, path, removed_ms, published) VALUES (?1, ?2, ?3, 1)",
+                    params![r.id, path_bytes(&r.path), r.removed_ms],
+                )?;
+            }
             let mut version = tx.prepare(&format!(
                 "INSERT INTO catalog ({CATALOG_ROW}, mtime, backed_up_at, published)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)"

@@ -462,3 +462,66 @@ fn keys_and_metadata_reveal_no_names_hashes_or_classes() {
         }
     }
 }
+
+#[test]
+fn removals_renames_and_attribute_changes_reach_the_catalog() {
+    let stack = Stack::start();
+    stack.put_file("gone.txt", b"deleted later\n");
+    stack.put_file("old-name.txt", b"renamed later\n");
+    std::fs::create_dir(stack.mnt.join("dir")).unwrap();
+    stack.put_file("dir/inner.txt", b"moved with its directory\n");
+    stack.wait_published(3);
+    std::thread::sleep(Duration::from_millis(20));
+    let before = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    std::thread::sleep(Duration::from_millis(20));
+
+    std::fs::remove_file(stack.mnt.join("gone.txt")).unwrap();
+    std::fs::rename(
+        stack.mnt.join("old-name.txt"),
+        stack.mnt.join("new-name.txt"),
+    )
+    .unwrap();
+    std::fs::rename(stack.mnt.join("dir"), stack.mnt.join("dir2")).unwrap();
+    let inner = stack.mnt.join("dir2/inner.txt");
+    std::fs::set_permissions(&inner, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    std::fs::File::open(&inner)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+
+    let now = wait_for("the catalog to follow", Duration::from_secs(60), || {
+        let (success, out, _) = stack.cli(&["ls"]);
+        let want = success
+            && out.lines().count() == 2
+            && out.contains(" new-name.txt")
+            && out.contains("0600")
+            && out.contains("2001-09-09T01:46:40")
+            && out.contains(" dir2/inner.txt");
+        want.then_some(out)
+    });
+    assert!(
+        !now.contains("gone.txt") && !now.contains("old-name"),
+        "{now}"
+    );
+
+    let then = ok(&stack, &["ls", "--at", &before]);
+    assert_eq!(then.lines().count(), 3, "{then}");
+    for name in ["gone.txt", "old-name.txt", "dir/inner.txt"] {
+        assert!(then.contains(name), "{name} missing from\n{then}");
+    }
+    let history = ok(&stack, &["history", "gone.txt"]);
+    assert!(
+        history.lines().last().unwrap().ends_with("removed"),
+        "{history}"
+    );
+
+    let to = stack.dir.path().join("restored");
+    ok(&stack, &["restore", "--to", to.to_str().unwrap(), "/"]);
+    let restored = tree(&to);
+    let names: Vec<_> = restored.keys().map(|p| p.display().to_string()).collect();
+    assert_eq!(names, ["dir2/inner.txt", "new-name.txt"]);
+    let (_, mode, mtime_ns) = &restored[Path::new("dir2/inner.txt")];
+    assert_eq!(*mode, 0o600);
+    assert_eq!(*mtime_ns, 1_000_000_000 * 1_000_000_000);
+}

@@ -188,16 +188,27 @@ pub fn history(config: &Path, host: Option<&str>, path: &Path) -> anyhow::Result
     if versions.is_empty() {
         bail!("{}: no version in the catalog", shown(path));
     }
+    let mut lines: Vec<(i64, String)> = versions
+        .iter()
+        .map(|row| {
+            let line = format!(
+                "{} {:>12} {} {:<10} {}",
+                format_ms(row.backed_up_ms),
+                row.size,
+                &hex::encode(row.sha256)[..16],
+                row.classification,
+                row.object
+            );
+            (row.backed_up_ms, line)
+        })
+        .collect();
+    for at in catalog.removals_of(&normalize(path)) {
+        lines.push((at, format!("{} removed", format_ms(at))));
+    }
+    lines.sort_by_key(|(at, _)| *at);
     println!("backed up                 size         sha256            class      object");
-    for row in versions {
-        println!(
-            "{} {:>12} {} {:<10} {}",
-            format_ms(row.backed_up_ms),
-            row.size,
-            &hex::encode(row.sha256)[..16],
-            row.classification,
-            row.object
-        );
+    for (_, line) in lines {
+        println!("{line}");
     }
     complete(&catalog)
 }
@@ -270,7 +281,8 @@ pub fn rebuild(config: &Path) -> anyhow::Result<()> {
     let catalog = load(&opened.repo)?;
     let mut rows: Vec<_> = catalog.versions.into_values().collect();
     rows.sort_by_key(|r| (r.backed_up_ms, r.id));
-    let contents = State::open(dir)?.rebuild_catalog(&rows)?;
+    let removals: Vec<_> = catalog.removals.into_values().collect();
+    let contents = State::open(dir)?.rebuild_catalog(&rows, &removals)?;
     println!(
         "rebuilt {}: {} versions, {} contents",
         dir.display(),

@@ -40,6 +40,8 @@ pub trait ChangeSink: Send + Sync {
     }
     /// A create or rename to this blacklisted path was refused.
     fn refused(&self, _path: &Path) {}
+    /// A regular file's name was removed.
+    fn removed(&self, _path: &Path) {}
 }
 
 /// Who is asking, as the kernel reports it.
@@ -252,22 +254,34 @@ impl Passthrough {
         if set.atime.is_some() || set.mtime.is_some() {
             sys::utimens_path(&path, set.atime, set.mtime)?;
         }
+        // Besides the size, mode, owner and modification time are part of what a restore
+        // gives back, so a change to them is a change to back up (as a new version of the
+        // same content). With an open handle, its release reports it; else no release will
+        // follow, so it is reported now.
+        let changed = set.size.is_some()
+            || set.mode.is_some()
+            || set.uid.is_some()
+            || set.gid.is_some()
+            || set.mtime.is_some();
+        if changed && !inode.is_dir() && !inode.is_symlink() {
+            match set.fh.and_then(|fh| self.handle(fh).ok()) {
+                Some(handle) => handle.changed.store(true, Ordering::Relaxed),
+                None => self.notify_changed(inode.fd()),
+            }
+        }
         sys::fstat(inode.fd())
     }
 
+    /// Truncates through the open handle if there is one, else by name. The caller reports
+    /// the change.
     fn truncate(&self, inode: &Inode, fh: Option<u64>, size: u64) -> io::Result<()> {
         if let Some(handle) = fh.and_then(|fh| self.handle(fh).ok()) {
-            handle.file.set_len(size)?;
-            handle.changed.store(true, Ordering::Relaxed);
-            return Ok(());
+            return handle.file.set_len(size);
         }
-        let file = File::options()
+        File::options()
             .write(true)
-            .open(sys::proc_fd_path(inode.fd()))?;
-        file.set_len(size)?;
-        // No release will follow a truncate by name, so report the change now.
-        self.notify_changed(inode.fd());
-        Ok(())
+            .open(sys::proc_fd_path(inode.fd()))?
+            .set_len(size)
     }
 
     pub fn readlink(&self, ino: u64) -> io::Result<Vec<u8>> {
@@ -369,7 +383,17 @@ impl Passthrough {
     }
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> io::Result<()> {
-        sys::unlinkat(self.inode(parent)?.fd(), name, 0)
+        let parent = self.inode(parent)?;
+        let _names = self.renaming.read().unwrap_or_else(|e| e.into_inner());
+        let st = sys::fstatat(parent.fd(), name, libc::AT_SYMLINK_NOFOLLOW);
+        let path = self.child_path(&parent, name);
+        sys::unlinkat(parent.fd(), name, 0)?;
+        if let (Ok(st), Ok(path)) = (st, path) {
+            if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                self.sink.removed(&path);
+            }
+        }
+        Ok(())
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> io::Result<()> {

@@ -6,12 +6,17 @@ use std::sync::Mutex;
 
 use super::*;
 
+/// What the passthrough reported: changed paths, then removed ones.
 #[derive(Default)]
-struct Collect(Mutex<Vec<PathBuf>>);
+struct Collect(Mutex<Vec<PathBuf>>, Mutex<Vec<PathBuf>>);
 
 impl ChangeSink for Collect {
     fn changed(&self, path: &Path) {
         self.0.lock().unwrap().push(path.to_path_buf());
+    }
+
+    fn removed(&self, path: &Path) {
+        self.1.lock().unwrap().push(path.to_path_buf());
     }
 }
 
@@ -212,6 +217,23 @@ fn setattr_changes_mode_size_and_times() {
     assert_eq!(
         *sink.0.lock().unwrap(),
         vec![PathBuf::from("f")],
-        "truncate by name is a change"
+        "a change by name is reported once"
     );
+    // A change of mode alone is reported too: a restore gives the mode back.
+    let set = SetAttr {
+        mode: Some(0o640),
+        ..SetAttr::default()
+    };
+    fs.setattr(e.ino, set).unwrap();
+    assert_eq!(sink.0.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn unlink_reports_regular_files_only() {
+    let (dir, fs, sink) = setup();
+    std::fs::write(dir.path().join("f"), b"x").unwrap();
+    std::os::unix::fs::symlink("f", dir.path().join("link")).unwrap();
+    fs.unlink(ROOT, OsStr::new("f")).unwrap();
+    fs.unlink(ROOT, OsStr::new("link")).unwrap();
+    assert_eq!(*sink.1.lock().unwrap(), vec![PathBuf::from("f")]);
 }

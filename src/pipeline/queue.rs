@@ -133,13 +133,28 @@ impl ChangeSink for Queue {
     }
 
     fn renamed(&self, from: &Path, to: &Path, regular_file: bool) {
+        // The old names are gone; every file below the new name that was backed up under
+        // the old one is recorded under the new one too (dedup makes that a catalog entry,
+        // not a second upload).
+        let moved = match self.state.record_removal(from, now_ms()) {
+            Ok(paths) => paths,
+            Err(e) => {
+                tracing::error!(from = ?from, error = %e, "cannot record the old name as removed");
+                Vec::new()
+            }
+        };
+        for old in &moved {
+            match old.strip_prefix(from) {
+                Ok(rest) if rest.as_os_str().is_empty() => self.push(to),
+                Ok(rest) => self.push(&to.join(rest)),
+                Err(_) => {}
+            }
+        }
         match self.state.rename_jobs(from, to) {
             Ok(true) => {
                 tracing::debug!(from = ?from, to = ?to, "queued job follows rename")
             }
-            // Already backed up under the old name: record it under the new one too (dedup
-            // makes this a catalog entry, not a second upload).
-            Ok(false) if regular_file => self.push(to),
+            Ok(false) if regular_file && moved.is_empty() => self.push(to),
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(from = ?from, to = ?to, error = %e, "cannot move queued job");
@@ -147,6 +162,12 @@ impl ChangeSink for Queue {
                     self.push(to);
                 }
             }
+        }
+    }
+
+    fn removed(&self, path: &Path) {
+        if let Err(e) = self.state.record_removal(path, now_ms()) {
+            tracing::error!(path = ?path, error = %e, "cannot record the removal");
         }
     }
 

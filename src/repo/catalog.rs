@@ -14,21 +14,56 @@ use std::path::{Path, PathBuf};
 use super::{now_ms, Repo};
 use crate::pipeline::upload::get_bytes;
 use crate::pipeline::upload::UploadError;
-use crate::state::{Attrs, CatalogRow};
+use crate::state::{Attrs, CatalogRow, Removal};
 
 /// One line of a catalog file, as written.
 #[derive(Debug, serde::Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 enum Line {
     Version(Record),
+    Removed(RemovedRecord),
     Drop { id: i64 },
     Covers { batches: Vec<String> },
+}
+
+/// A removal as it is written.
+#[derive(Debug, serde::Serialize)]
+struct RemovedRecord {
+    id: i64,
+    #[serde(flatten)]
+    path: PathText,
+    removed_ms: i64,
+}
+
+/// A path as text when it is UTF-8, else as hex.
+#[derive(Debug, serde::Serialize)]
+struct PathText {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_hex: Option<String>,
+}
+
+impl PathText {
+    fn of(path: &Path) -> Self {
+        match path.to_str() {
+            Some(text) => Self {
+                path: Some(text.to_string()),
+                path_hex: None,
+            },
+            None => Self {
+                path: None,
+                path_hex: Some(hex::encode(path.as_os_str().as_bytes())),
+            },
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum Kind {
     Version,
+    Removed,
     Drop,
     Covers,
 }
@@ -51,6 +86,7 @@ struct ReadLine {
     sha256: Option<String>,
     class: Option<String>,
     backed_up_ms: Option<i64>,
+    removed_ms: Option<i64>,
     batches: Option<Vec<String>>,
 }
 
@@ -58,10 +94,8 @@ struct ReadLine {
 #[derive(Debug, serde::Serialize)]
 struct Record {
     id: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    path_hex: Option<String>,
+    #[serde(flatten)]
+    path: PathText,
     object: String,
     size: u64,
     mode: u32,
@@ -75,14 +109,9 @@ struct Record {
 
 impl From<&CatalogRow> for Record {
     fn from(row: &CatalogRow) -> Self {
-        let (path, path_hex) = match row.path.to_str() {
-            Some(text) => (Some(text.to_string()), None),
-            None => (None, Some(hex::encode(row.path.as_os_str().as_bytes()))),
-        };
         Self {
             id: row.id,
-            path,
-            path_hex,
+            path: PathText::of(&row.path),
             object: row.object.clone(),
             size: row.size,
             mode: row.attrs.mode,
@@ -97,17 +126,33 @@ impl From<&CatalogRow> for Record {
 }
 
 impl ReadLine {
+    fn path(&mut self, id: i64) -> Result<PathBuf, String> {
+        match (self.path.take(), self.path_hex.take()) {
+            (Some(text), _) => Ok(PathBuf::from(text)),
+            (None, Some(h)) => Ok(PathBuf::from(OsString::from_vec(
+                hex::decode(&h).map_err(|_| format!("record {id}: bad path_hex"))?,
+            ))),
+            (None, None) => Err(format!("record {id}: no path")),
+        }
+    }
+
+    /// The removal a `removed` line describes.
+    fn into_removal(mut self) -> Result<Removal, String> {
+        let id = self.id.ok_or("a removal without an id")?;
+        Ok(Removal {
+            id,
+            path: self.path(id)?,
+            removed_ms: self
+                .removed_ms
+                .ok_or_else(|| format!("removal {id}: no removed_ms"))?,
+        })
+    }
+
     /// The version a `version` line describes; every field is required.
-    fn into_row(self) -> Result<CatalogRow, String> {
+    fn into_row(mut self) -> Result<CatalogRow, String> {
         let id = self.id.ok_or("a version without an id")?;
         let missing = |field: &str| format!("version {id}: no {field}");
-        let path = match (self.path, self.path_hex) {
-            (Some(text), _) => PathBuf::from(text),
-            (None, Some(h)) => PathBuf::from(OsString::from_vec(
-                hex::decode(&h).map_err(|_| format!("version {id}: bad path_hex"))?,
-            )),
-            (None, None) => return Err(missing("path")),
-        };
+        let path = self.path(id)?;
         let mut sha256 = [0u8; 32];
         hex::decode_to_slice(self.sha256.ok_or_else(|| missing("sha256"))?, &mut sha256)
             .map_err(|_| format!("version {id}: bad sha256"))?;
@@ -144,11 +189,26 @@ fn file_name(dir: &str, kind: &str) -> String {
     )
 }
 
-/// Writes `rows` as a new batch; returns its key.
-pub fn write_batch(repo: &Repo, rows: &[CatalogRow]) -> Result<String, UploadError> {
+fn removed_line(r: &Removal) -> Line {
+    Line::Removed(RemovedRecord {
+        id: r.id,
+        path: PathText::of(&r.path),
+        removed_ms: r.removed_ms,
+    })
+}
+
+/// Writes `rows` and `removals` as a new batch; returns its key.
+pub fn write_batch(
+    repo: &Repo,
+    rows: &[CatalogRow],
+    removals: &[Removal],
+) -> Result<String, UploadError> {
     let mut plain = Vec::new();
     for row in rows {
         plain.extend(to_line(&Line::Version(row.into())));
+    }
+    for r in removals {
+        plain.extend(to_line(&removed_line(r)));
     }
     let key = file_name(&repo.layout.catalog_dir(), "batch");
     repo.put_sealed(&key, &plain)?;
@@ -171,6 +231,8 @@ pub fn write_drops(repo: &Repo, ids: &[i64]) -> Result<String, UploadError> {
 pub struct Catalog {
     /// Every live version, by id.
     pub versions: BTreeMap<i64, CatalogRow>,
+    /// Every recorded removal, by id.
+    pub removals: BTreeMap<i64, Removal>,
     /// The snapshot read, if any.
     pub snapshot: Option<String>,
     /// Every batch that is now merged into `versions`: those the snapshot covers that still
@@ -252,6 +314,7 @@ impl Catalog {
             catalog.merged.push(l.key.clone());
         }
         catalog.versions.retain(|id, _| !drops.contains(id));
+        catalog.removals.retain(|id, _| !drops.contains(id));
         catalog.snapshot = snapshot;
         Ok(catalog)
     }
@@ -269,6 +332,7 @@ impl Catalog {
     ) -> anyhow::Result<()> {
         let sealed = get_bytes(&*repo.dest, key)?;
         let mut rows = Vec::new();
+        let mut removals = Vec::new();
         let mut dropped = Vec::new();
         let mut covers = Vec::new();
         let mut lines = Lines {
@@ -280,6 +344,7 @@ impl Catalog {
                 let parsed: ReadLine = serde_json::from_slice(line).map_err(|e| e.to_string())?;
                 match parsed.kind {
                     Kind::Version => rows.push(parsed.into_row()?),
+                    Kind::Removed => removals.push(parsed.into_removal()?),
                     Kind::Drop => dropped.push(parsed.id.ok_or("a drop without an id")?),
                     Kind::Covers => covers.extend(parsed.batches.unwrap_or_default()),
                 }
@@ -293,6 +358,9 @@ impl Catalog {
         }
         for row in rows {
             self.versions.insert(row.id, row);
+        }
+        for r in removals {
+            self.removals.insert(r.id, r);
         }
         drops.extend(dropped);
         if let Some(c) = covered {
@@ -316,6 +384,9 @@ impl Catalog {
         let mut plain = to_line(&Line::Covers { batches: names });
         for row in self.versions.values() {
             plain.extend(to_line(&Line::Version(row.into())));
+        }
+        for r in self.removals.values() {
+            plain.extend(to_line(&removed_line(r)));
         }
         let key = file_name(&repo.layout.catalog_dir(), "snapshot");
         repo.put_sealed(&key, &plain)?;
@@ -342,6 +413,19 @@ impl Catalog {
                 newest.insert(key, row);
             }
         }
+        // A path removed after its newest version (and by `at_ms`) is not there at `at_ms`.
+        for r in self.removals.values() {
+            if r.removed_ms > at_ms {
+                continue;
+            }
+            let key = r.path.as_os_str().as_bytes();
+            if newest
+                .get(key)
+                .is_some_and(|v| v.backed_up_ms <= r.removed_ms)
+            {
+                newest.remove(key);
+            }
+        }
         let mut out: Vec<&CatalogRow> = newest.into_values().collect();
         out.sort_unstable_by(|a, b| {
             a.path
@@ -349,6 +433,18 @@ impl Catalog {
                 .as_bytes()
                 .cmp(b.path.as_os_str().as_bytes())
         });
+        out
+    }
+
+    /// When `path` was removed, oldest first.
+    pub fn removals_of(&self, path: &Path) -> Vec<i64> {
+        let mut out: Vec<i64> = self
+            .removals
+            .values()
+            .filter(|r| r.path == path)
+            .map(|r| r.removed_ms)
+            .collect();
+        out.sort_unstable();
         out
     }
 

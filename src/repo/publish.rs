@@ -131,18 +131,23 @@ impl Publisher {
 
     /// Writes every unpublished version; returns how many, and in how many batches.
     fn publish(&self) -> anyhow::Result<(usize, usize)> {
-        let (mut versions, mut batches) = (0, 0);
+        let (mut records, mut batches) = (0, 0);
         loop {
             let rows = self.state.unpublished(BATCH_ROWS)?;
-            if rows.is_empty() {
-                return Ok((versions, batches));
+            let removals = self.state.unpublished_removals(BATCH_ROWS)?;
+            if rows.is_empty() && removals.is_empty() {
+                return Ok((records, batches));
             }
-            let key = catalog::write_batch(&self.repo, &rows)?;
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let key = catalog::write_batch(&self.repo, &rows, &removals)?;
+            let ids: Vec<i64> = rows
+                .iter()
+                .map(|r| r.id)
+                .chain(removals.iter().map(|r| r.id))
+                .collect();
             self.state.mark_published(&ids)?;
-            versions += rows.len();
+            records += ids.len();
             batches += 1;
-            tracing::info!(versions = rows.len(), batch = %key, "catalog batch written");
+            tracing::info!(versions = rows.len(), removals = removals.len(), batch = %key, "catalog batch written");
         }
     }
 

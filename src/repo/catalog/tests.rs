@@ -40,11 +40,27 @@ fn batches_snapshots_and_drops_read_back_as_one_catalog() {
     let repo = repo(dir.path());
     assert!(Catalog::load(&repo).unwrap().versions.is_empty());
 
-    write_batch(&repo, &[row(1, "a", 1, 100), row(2, "b", 2, 100)]).unwrap();
-    write_batch(&repo, &[row(3, "a", 3, 200)]).unwrap();
+    write_batch(&repo, &[row(1, "a", 1, 100), row(2, "b", 2, 100)], &[]).unwrap();
+    write_batch(&repo, &[row(3, "a", 3, 200)], &[]).unwrap();
     let catalog = Catalog::load(&repo).unwrap();
     assert_eq!(catalog.versions.len(), 3);
     assert_eq!(catalog.versions[&1], row(1, "a", 1, 100));
+
+    // A removal hides the path from then on, not before, and survives compaction.
+    let gone = Removal {
+        id: 9,
+        path: PathBuf::from("b"),
+        removed_ms: 250,
+    };
+    write_batch(&repo, &[], std::slice::from_ref(&gone)).unwrap();
+    let catalog = Catalog::load(&repo).unwrap();
+    let paths =
+        |c: &Catalog, at| -> Vec<PathBuf> { c.at(at).iter().map(|r| r.path.clone()).collect() };
+    assert_eq!(
+        paths(&catalog, 249),
+        [PathBuf::from("a"), PathBuf::from("b")]
+    );
+    assert_eq!(paths(&catalog, 250), [PathBuf::from("a")]);
 
     // Compaction merges everything into one snapshot and removes the batches.
     catalog.compact(&repo).unwrap();
@@ -53,12 +69,13 @@ fn batches_snapshots_and_drops_read_back_as_one_catalog() {
     assert!(listed[0].key.contains("/snapshot-"));
 
     // A later batch and a drop apply on top of the snapshot, before and after compacting.
-    write_batch(&repo, &[row(4, "c", 4, 300)]).unwrap();
+    write_batch(&repo, &[row(4, "c", 4, 300)], &[]).unwrap();
     write_drops(&repo, &[1]).unwrap();
     for _ in 0..2 {
         let catalog = Catalog::load(&repo).unwrap();
         let ids: Vec<i64> = catalog.versions.keys().copied().collect();
         assert_eq!(ids, [2, 3, 4]);
+        assert_eq!(catalog.removals[&9], gone);
         catalog.compact(&repo).unwrap();
     }
 }
@@ -69,7 +86,7 @@ fn a_batch_a_snapshot_covers_is_not_read_again() {
     let repo = repo(dir.path());
     // A compaction merged this batch and a drop of its version into a snapshot, then died
     // before deleting the batch. The leftover batch must not bring the version back.
-    let leftover = write_batch(&repo, &[row(1, "a", 1, 100)]).unwrap();
+    let leftover = write_batch(&repo, &[row(1, "a", 1, 100)], &[]).unwrap();
     let names = vec![leftover.rsplit('/').next().unwrap().to_string()];
     let snapshot = to_line(&Line::Covers { batches: names });
     repo.put_sealed(
@@ -89,7 +106,7 @@ fn non_utf8_paths_survive_the_round_trip() {
     let repo = repo(dir.path());
     let mut odd = row(1, "x", 1, 100);
     odd.path = PathBuf::from(OsString::from_vec(b"caf\xe9/new\nline".to_vec()));
-    write_batch(&repo, std::slice::from_ref(&odd)).unwrap();
+    write_batch(&repo, std::slice::from_ref(&odd), &[]).unwrap();
     assert_eq!(Catalog::load(&repo).unwrap().versions[&1], odd);
 }
 
