@@ -133,11 +133,21 @@ fn disaster_recovery_restores_every_file_from_the_bucket_alone() {
         assert_eq!(t, mtime, "mtime of {}", path.display());
     }
 
-    // Never overwrites without --overwrite; does with it.
+    // A second run finds everything in place (as after an interrupted restore); a file
+    // with other content is never overwritten without --overwrite, and is with it.
+    let out = ok(&stack, &["restore", "--to", to.to_str().unwrap(), "d0"]);
+    assert!(
+        out.contains("restored 0 of 38 files") && out.contains("38 were there"),
+        "{out}"
+    );
+    std::fs::write(to.join("empty"), b"scribbled").unwrap();
     let (success, out, _) = stack.cli(&["restore", "--to", to.to_str().unwrap(), "empty"]);
     assert!(!success, "{out}");
-    assert!(out.contains("exists; not overwritten"), "{out}");
-    std::fs::write(to.join("empty"), b"scribbled").unwrap();
+    assert!(
+        out.contains("exists with other content; not overwritten"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(to.join("empty")).unwrap(), b"scribbled");
     ok(
         &stack,
         &[

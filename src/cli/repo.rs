@@ -112,11 +112,15 @@ pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
         restore::restore(&opened.repo, &rows, &request, &restore::Lines)
     };
     println!(
-        "restored {} of {} files ({} bytes) to {}",
+        "restored {} of {} files ({} bytes) to {}{}",
         summary.restored,
         rows.len(),
         summary.bytes,
-        request.to.display()
+        request.to.display(),
+        match summary.already_there {
+            0 => String::new(),
+            n => format!("; {n} were there already with the right content"),
+        }
     );
     for (path, why) in &summary.failed {
         println!("FAILED {}: {why}", shown(path));

@@ -24,6 +24,8 @@ pub struct Request {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub restored: usize,
+    /// Files found in place with the right content (left from an interrupted restore).
+    pub already_there: usize,
     pub bytes: u64,
     pub failed: Vec<(PathBuf, String)>,
 }
@@ -56,13 +58,15 @@ pub fn restore(
                 ));
                 for row in rx {
                     let result = restore_one(repo, row, req, &scratch);
-                    progress.done(&row.path, row.size, &result);
+                    let shown = result.as_ref().map(drop).map_err(String::clone);
+                    progress.done(&row.path, row.size, &shown);
                     let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
                     match result {
-                        Ok(()) => {
+                        Ok(Done::Restored) => {
                             s.restored += 1;
                             s.bytes += row.size;
                         }
+                        Ok(Done::AlreadyThere) => s.already_there += 1,
                         Err(e) => s.failed.push((row.path.clone(), e)),
                     }
                 }
@@ -83,7 +87,24 @@ impl Drop for Partial {
     }
 }
 
-fn restore_one(repo: &Repo, row: &CatalogRow, req: &Request, scratch: &Path) -> Result<(), String> {
+/// How a file ended up in place.
+enum Done {
+    Restored,
+    AlreadyThere,
+}
+
+fn same_content(path: &Path, sha256: &[u8; 32]) -> bool {
+    File::open(path)
+        .and_then(crate::pipeline::dedup::hash)
+        .is_ok_and(|(sha, _)| &sha == sha256)
+}
+
+fn restore_one(
+    repo: &Repo,
+    row: &CatalogRow,
+    req: &Request,
+    scratch: &Path,
+) -> Result<Done, String> {
     // A catalog entry must name a path inside the target, whatever it says.
     let inside = !row.path.as_os_str().is_empty()
         && row
@@ -94,11 +115,17 @@ fn restore_one(repo: &Repo, row: &CatalogRow, req: &Request, scratch: &Path) -> 
         return Err("the catalog names a path outside the target; skipped".into());
     }
     let dest = req.to.join(&row.path);
-    if !req.overwrite && std::fs::symlink_metadata(&dest).is_ok() {
-        return Err(format!(
-            "{} exists; not overwritten without --overwrite",
-            dest.display()
-        ));
+    if !req.overwrite {
+        if let Ok(meta) = std::fs::symlink_metadata(&dest) {
+            // A file a previous, interrupted restore already put there: nothing to do.
+            if meta.is_file() && meta.len() == row.size && same_content(&dest, &row.sha256) {
+                return Ok(Done::AlreadyThere);
+            }
+            return Err(format!(
+                "{} exists with other content; not overwritten without --overwrite",
+                dest.display()
+            ));
+        }
     }
     let parent = make_parents(&req.to, &row.path)?;
     let mut tries = 0;
@@ -142,7 +169,8 @@ fn restore_one(repo: &Repo, row: &CatalogRow, req: &Request, scratch: &Path) -> 
             dest.display()
         ),
         _ => format!("{}: {e}", dest.display()),
-    })
+    })?;
+    Ok(Done::Restored)
 }
 
 /// How often a fetch that failed for a passing reason is tried again.
