@@ -102,6 +102,10 @@ struct Record {
     uid: u32,
     gid: u32,
     mtime_ns: i64,
+    /// The same time as RFC 3339 with nanoseconds, for tools (`touch -d`, jq 1.6) that
+    /// cannot hold a 19-digit integer exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtime: Option<String>,
     sha256: String,
     class: String,
     backed_up_ms: i64,
@@ -118,6 +122,10 @@ impl From<&CatalogRow> for Record {
             uid: row.attrs.uid,
             gid: row.attrs.gid,
             mtime_ns: row.attrs.mtime_ns,
+            mtime: u64::try_from(row.attrs.mtime_ns).ok().map(|ns| {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+                humantime::format_rfc3339_nanos(t).to_string()
+            }),
             sha256: hex::encode(row.sha256),
             class: row.classification.clone(),
             backed_up_ms: row.backed_up_ms,
