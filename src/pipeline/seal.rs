@@ -83,7 +83,14 @@ pub struct Sealer {
     zstd_level: i32,
     /// Lets tests and callers prove that per-file work never runs the S2K.
     s2k_derivations: AtomicU64,
+    /// Keys derived for other S2Ks (salts) met while opening: every file sealed by one
+    /// earlier run shares its S2K, so a restore stretches the passphrase once per such run,
+    /// not once per file. Bounded; the oldest entry goes first.
+    foreign: Mutex<Vec<(S2K, SymmetricAlgorithm, SessionKey)>>,
 }
+
+/// How many foreign S2Ks [`Sealer`] remembers.
+const FOREIGN_KEYS: usize = 64;
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -117,6 +124,7 @@ impl Sealer {
             kek,
             zstd_level,
             s2k_derivations: AtomicU64::new(1),
+            foreign: Mutex::default(),
         })
     }
 
@@ -208,6 +216,25 @@ impl Sealer {
         Ok(written)
     }
 
+    /// The key for an S2K other than ours: remembered, or derived once.
+    fn foreign_key(&self, s2k: &S2K, algo: SymmetricAlgorithm) -> Result<SessionKey, String> {
+        let lock = || self.foreign.lock().unwrap_or_else(PoisonError::into_inner);
+        let known = lock()
+            .iter()
+            .find(|(s, a, _)| s == s2k && *a == algo)
+            .map(|(_, _, key)| key.clone());
+        if let Some(key) = known {
+            return Ok(key);
+        }
+        let key = self.derive(s2k, algo)?;
+        let mut foreign = lock();
+        if foreign.len() >= FOREIGN_KEYS {
+            foreign.remove(0);
+        }
+        foreign.push((s2k.clone(), algo, key.clone()));
+        Ok(key)
+    }
+
     fn derive(&self, s2k: &S2K, algo: SymmetricAlgorithm) -> Result<SessionKey, String> {
         self.s2k_derivations.fetch_add(1, Ordering::Relaxed);
         run_s2k(&self.passphrase, s2k, algo)
@@ -263,7 +290,7 @@ impl Sealer {
         let kek = if skesk.s2k() == &self.s2k && esk_algo == PAYLOAD_ALGO {
             self.kek.clone()
         } else if allow_derive {
-            self.derive(skesk.s2k(), esk_algo)?
+            self.foreign_key(skesk.s2k(), esk_algo)?
         } else {
             return Err(format!(
                 "SKESK uses S2K {} with {esk_algo}, not this sealer's {} with {PAYLOAD_ALGO}",
