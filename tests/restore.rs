@@ -55,6 +55,15 @@ fn write_with_mode(path: &Path, content: &[u8], mode: u32) {
     f.write_all(content).unwrap();
 }
 
+/// A time (as `--at` takes it) strictly after everything before and strictly before
+/// everything after.
+fn moment() -> String {
+    std::thread::sleep(Duration::from_millis(20));
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    std::thread::sleep(Duration::from_millis(20));
+    now
+}
+
 fn ok(stack: &Stack, args: &[&str]) -> String {
     let (success, out, err) = stack.cli(args);
     assert!(success, "backupfs {args:?} failed:\n{out}\n{err}");
@@ -263,9 +272,7 @@ fn restore_at_a_time_gives_back_that_version() {
     for v in 1..=3 {
         stack.put_file("report.txt", format!("version {v}\n").as_bytes());
         stack.wait_published(v);
-        std::thread::sleep(Duration::from_millis(20));
-        times.push(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
-        std::thread::sleep(Duration::from_millis(20));
+        times.push(moment());
     }
     for (i, at) in times.iter().enumerate() {
         let to = stack.dir.path().join(format!("at-{i}"));
@@ -481,9 +488,7 @@ fn removals_renames_and_attribute_changes_reach_the_catalog() {
     std::fs::create_dir(stack.mnt.join("dir")).unwrap();
     stack.put_file("dir/inner.txt", b"moved with its directory\n");
     stack.wait_published(3);
-    std::thread::sleep(Duration::from_millis(20));
-    let before = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    std::thread::sleep(Duration::from_millis(20));
+    let before = moment();
 
     std::fs::remove_file(stack.mnt.join("gone.txt")).unwrap();
     std::fs::rename(

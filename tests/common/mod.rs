@@ -340,13 +340,8 @@ impl Stack {
     /// Starts the daemon and waits until the mount is up.
     pub fn mount(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("daemon.stderr")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_backupfs"))
-            .arg("mount")
-            .arg("--config")
-            .arg(&self.config)
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        let child = self
+            .backupfs(&["mount"])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "BACKUPFS_LOG",
@@ -384,13 +379,7 @@ impl Stack {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if is_mounted(&self.mnt) {
-            let _ = Command::new("fusermount3")
-                .arg("-u")
-                .arg("-z")
-                .arg(&self.mnt)
-                .status();
-        }
+        self.clear_mount();
     }
 
     /// Opens the daemon's state database, read-only, as an operator would with sqlite3.
@@ -435,39 +424,45 @@ impl Stack {
             .unwrap()
     }
 
-    /// Runs `backupfs ARGS --config CONFIG` with the stack's credentials; returns whether it
-    /// succeeded and what it printed (stdout, then stderr).
-    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_backupfs"))
-            .args(args)
+    /// `backupfs ARGS --config CONFIG` with the stack's credentials.
+    fn backupfs(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupfs"));
+        cmd.args(args)
             .arg("--config")
             .arg(&self.config)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .expect("run backupfs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
+    }
+
+    /// Runs `backupfs ARGS --config CONFIG`; returns whether it succeeded and what it
+    /// printed on stdout and on stderr.
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        self.cli_timeout(args, Duration::from_secs(600))
     }
 
     /// Like [`Stack::cli`] for a command that might not return (such as a mount that should
     /// have refused to start): killed after `limit`, and any mount it made is removed.
     pub fn cli_timeout(&self, args: &[&str], limit: Duration) -> (bool, String, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_backupfs"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        let mut child = self
+            .backupfs(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("run backupfs");
+        // Drain the pipes while waiting, so a chatty command never blocks on them.
+        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let out = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = out.read_to_string(&mut text);
+            text
+        });
+        let err = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
         let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -478,8 +473,18 @@ impl Stack {
                 let _ = child.wait();
                 break None;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         };
+        self.clear_mount();
+        (
+            status.is_some_and(|s| s.success()),
+            out.join().unwrap(),
+            err.join().unwrap(),
+        )
+    }
+
+    /// Removes the mount if one is left (after a kill, say).
+    fn clear_mount(&self) {
         if is_mounted(&self.mnt) {
             let _ = Command::new("fusermount3")
                 .arg("-u")
@@ -487,12 +492,6 @@ impl Stack {
                 .arg(&self.mnt)
                 .status();
         }
-        let out = child.wait_with_output().expect("output");
-        (
-            status.is_some_and(|s| s.success()),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
     }
 
     /// Waits until `n` versions are recorded and all of them are in the catalog in the
@@ -528,13 +527,7 @@ impl Stack {
             .daemon
             .take()
             .and_then(|mut c| stop(&mut c, Duration::from_secs(60)));
-        if is_mounted(&self.mnt) {
-            let _ = Command::new("fusermount3")
-                .arg("-u")
-                .arg("-z")
-                .arg(&self.mnt)
-                .status();
-        }
+        self.clear_mount();
         status
     }
 
