@@ -475,7 +475,11 @@ impl Stack {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        self.clear_mount();
+        // A mount this command made (it should have refused) must not outlive it; the
+        // stack's own mount is left alone.
+        if args.first() == Some(&"mount") && self.daemon.is_none() {
+            self.clear_mount();
+        }
         (
             status.is_some_and(|s| s.success()),
             out.join().unwrap(),
