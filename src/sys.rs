@@ -222,6 +222,12 @@ pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> io::Re
     check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset as i64, len as i64) }).map(drop)
 }
 
+/// Flushes everything written to the filesystem holding `file`.
+pub fn syncfs(file: &std::fs::File) -> io::Result<()> {
+    // SAFETY: a plain syscall on an open descriptor.
+    check(unsafe { libc::syncfs(file.as_raw_fd()) }).map(drop)
+}
+
 pub fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
     let mut st = MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: `st` is writable memory of the right size.
