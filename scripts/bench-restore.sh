@@ -12,7 +12,8 @@
 # directory, mounts so that catch-up backs them all up, waits until the catalog in the
 # bucket lists them, stops the mount, and then times a restore of everything into a new
 # directory (checking every file against the original) and `cp -a` of the source.
-# Environment: BACKUPFS_BENCH_NO_BUILD=1 uses the existing target/release/backupfs.
+# Environment: BACKUPFS_BENCH_NO_BUILD=1 uses the existing target/release/backupfs;
+# BACKUPFS_RESTORE_JOBS sets restore --jobs (default 16).
 
 set -euo pipefail
 
@@ -104,7 +105,10 @@ DAEMON_PID=""
 
 seconds() { python3 -c 'import time; print(f"{time.monotonic():.3f}")'; }
 t0=$(seconds)
-"$BIN" restore --config "$WORK/backupfs.toml" --to "$WORK/restored" / >"$WORK/restore.out" 2>&1
+/usr/bin/time -f 'restore: %e s elapsed, %U s user, %S s system, %M KiB peak RSS' \
+    "$BIN" restore --config "$WORK/backupfs.toml" --jobs "${BACKUPFS_RESTORE_JOBS:-16}" \
+    --to "$WORK/restored" / >"$WORK/restore.out" 2>"$WORK/restore.err"
+tail -n 1 "$WORK/restore.err"
 t1=$(seconds)
 cp -a "$WORK/source" "$WORK/copied"
 sync

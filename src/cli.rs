@@ -80,7 +80,7 @@ enum Command {
         #[arg(long)]
         overwrite: bool,
         /// Files fetched at once.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 16)]
         jobs: usize,
         /// Read another host's catalog: its destination.prefix.
         #[arg(long)]
