@@ -127,14 +127,6 @@ impl Repo {
         self.dest.put_bytes(key, &sealed)
     }
 
-    /// Fetches a sealed object and hands its plaintext to `out`.
-    pub fn get_sealed(&self, key: &str, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
-        let sealed = get_bytes(&*self.dest, key)?;
-        self.sealer
-            .open(&sealed[..], out)
-            .with_context(|| format!("{key}: cannot decrypt"))
-    }
-
     /// Reads a plain JSON object, `None` if it is not there.
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
         match get_bytes(&*self.dest, key) {
@@ -265,10 +257,7 @@ impl Condemned {
 
 pub type SharedCondemned = Arc<Condemned>;
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    crate::pipeline::queue::now_ms()
-}
+pub use crate::pipeline::queue::now_ms;
 
 /// A time given on the command line: RFC 3339 in UTC (`2026-12-04T10:00:00Z`,
 /// `2026-12-04 10:00:00`), with an offset (`2026-12-04T11:00:00+01:00`), or `@SECONDS`

@@ -76,9 +76,10 @@ pub fn restore(
     let mut summary = summary.into_inner().unwrap_or_else(|e| e.into_inner());
     // One flush of the whole target instead of an fsync per file.
     if let Err(e) = File::open(&req.to).and_then(|dir| sys::syncfs(&dir)) {
-        summary
-            .failed
-            .push((req.to.clone(), format!("cannot flush the restored files to disk: {e}")));
+        summary.failed.push((
+            req.to.clone(),
+            format!("cannot flush the restored files to disk: {e}"),
+        ));
     }
     summary.failed.sort();
     summary

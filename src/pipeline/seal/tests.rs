@@ -479,7 +479,10 @@ fn open_accepts_other_salt_at_one_s2k() {
     assert_eq!(s.s2k_derivations(), 2);
     // Another file from that run costs no further S2K.
     let second = seal_vec(&earlier, b"second file of that run");
-    assert_eq!(open_vec(&s, &second).expect("open"), b"second file of that run");
+    assert_eq!(
+        open_vec(&s, &second).expect("open"),
+        b"second file of that run"
+    );
     assert_eq!(s.s2k_derivations(), 2);
     let resumed = Sealer::with_s2k(PASS, earlier.s2k().clone(), 3).expect("sealer");
     resumed
