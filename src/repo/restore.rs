@@ -49,15 +49,11 @@ pub fn restore(
     }
     drop(tx);
     std::thread::scope(|scope| {
-        for worker in 0..req.jobs.max(1) {
+        for _ in 0..req.jobs.max(1) {
             let (rx, summary) = (rx.clone(), &summary);
             scope.spawn(move || {
-                let scratch = req.to.join(format!(
-                    ".backupfs-restore-{}-{worker}.pgp",
-                    std::process::id()
-                ));
                 for row in rx {
-                    let result = restore_one(repo, row, req, &scratch);
+                    let result = restore_one(repo, row, req);
                     let shown = result.as_ref().map(drop).map_err(String::clone);
                     progress.done(&row.path, row.size, &shown);
                     let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,12 +102,7 @@ fn same_content(path: &Path, sha256: &[u8; 32]) -> bool {
         .is_ok_and(|(sha, _)| &sha == sha256)
 }
 
-fn restore_one(
-    repo: &Repo,
-    row: &CatalogRow,
-    req: &Request,
-    scratch: &Path,
-) -> Result<Done, String> {
+fn restore_one(repo: &Repo, row: &CatalogRow, req: &Request) -> Result<Done, String> {
     // A catalog entry must name a path inside the target, whatever it says.
     let inside = !row.path.as_os_str().is_empty()
         && row
@@ -126,7 +117,15 @@ fn restore_one(
         if let Ok(meta) = std::fs::symlink_metadata(&dest) {
             // A file a previous, interrupted restore already put there: nothing to do.
             if meta.is_file() && meta.len() == row.size && same_content(&dest, &row.sha256) {
-                return Ok(Done::AlreadyThere);
+                // The content is right; make the attributes right too.
+                let file = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&dest)
+                    .and_then(|f| finish_attrs(&f, row).map(|()| f));
+                return file
+                    .map(|_| Done::AlreadyThere)
+                    .map_err(|e| format!("{}: {e}", dest.display()));
             }
             return Err(format!(
                 "{} exists with other content; not overwritten without --overwrite",
@@ -146,7 +145,7 @@ fn restore_one(
             .mode(0o600)
             .open(&partial.0)
             .map_err(|e| format!("{}: {e}", partial.0.display()))?;
-        match fetch(repo, row, scratch, BufWriter::new(file)) {
+        match fetch(repo, row, &parent, BufWriter::new(file)) {
             Ok(out) => {
                 let file = out
                     .into_inner()
@@ -272,7 +271,8 @@ impl Progress for Bar {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.bar.set_message(format!("{n}/{} files", self.total));
         if let Err(e) = result {
-            self.bar.println(format!("failed: {}: {e}", path.display()));
+            self.bar
+                .println(format!("failed: {}: {e}", super::shown(path)));
         }
     }
 }
@@ -284,8 +284,8 @@ impl Progress for Lines {
     fn done(&self, path: &Path, size: u64, result: &Result<(), String>) {
         let mut err = std::io::stderr().lock();
         let _ = match result {
-            Ok(()) => writeln!(err, "restored {} ({size} bytes)", path.display()),
-            Err(e) => writeln!(err, "failed: {}: {e}", path.display()),
+            Ok(()) => writeln!(err, "restored {} ({size} bytes)", super::shown(path)),
+            Err(e) => writeln!(err, "failed: {}: {e}", super::shown(path)),
         };
     }
 }

@@ -2,8 +2,8 @@
 //! and the check every restored file passes before it is renamed into place.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::fs::OpenOptions;
+use std::io::{self, BufReader, BufWriter, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -25,31 +25,34 @@ pub enum FetchError {
     Other(String),
 }
 
-/// Downloads `row.object` into the file `scratch` (removed afterwards), decrypts it into
-/// `out`, and checks that what came out has the size and SHA-256 the catalog records.
-/// `out` may hold plaintext even on error; the caller discards it then.
+/// Downloads `row.object` into a fresh file in `scratch_dir` (removed afterwards), decrypts
+/// it into `out`, and checks that what came out has the size and SHA-256 the catalog
+/// records. `out` may hold plaintext even on error; the caller discards it then.
 pub fn fetch<W: Write>(
     repo: &Repo,
     row: &CatalogRow,
-    scratch: &Path,
+    scratch_dir: &Path,
     out: W,
 ) -> Result<W, FetchError> {
-    struct Scratch<'a>(&'a Path);
-    impl Drop for Scratch<'_> {
+    struct Scratch(PathBuf);
+    impl Drop for Scratch {
         fn drop(&mut self) {
-            let _ = std::fs::remove_file(self.0);
+            let _ = std::fs::remove_file(&self.0);
         }
     }
+    // A new name each time, created exclusively and never through a symlink: the
+    // directory may be one that others can write to.
+    let scratch = scratch_dir.join(format!(".bfs-{:016x}.pgp", rand::random::<u64>()));
     let other = |e: io::Error| FetchError::Other(format!("{}: {e}", scratch.display()));
-    let _guard = Scratch(scratch);
     let mut sealed = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
-        .open(scratch)
+        .open(&scratch)
         .map_err(other)?;
+    let _guard = Scratch(scratch.clone());
     {
         let mut writer = BufWriter::new(&mut sealed);
         repo.dest
@@ -60,14 +63,14 @@ pub fn fetch<W: Write>(
             })?;
         writer.flush().map_err(other)?;
     }
-    let sealed = File::open(scratch).map_err(other)?;
+    sealed.rewind().map_err(other)?;
     let mut hashing = HashingWriter::new(out);
     let corrupt = |why: String| FetchError::Corrupt {
         object: row.object.clone(),
         why,
     };
     repo.sealer
-        .open(BufReader::new(sealed), &mut hashing)
+        .open(BufReader::new(&sealed), &mut hashing)
         .map_err(|e| match e {
             crate::pipeline::seal::SealError::Io(e) => FetchError::Other(e.to_string()),
             e => corrupt(e.to_string()),
@@ -135,9 +138,8 @@ pub fn verify(
         objects.sort_by_key(|(object, _)| *object);
     }
     let mut report = Report::default();
-    let scratch = scratch_dir.join(format!(".backupfs-verify-{}", std::process::id()));
     for (object, rows) in objects {
-        let result = fetch(repo, rows[0], &scratch, io::sink()).map(drop);
+        let result = fetch(repo, rows[0], scratch_dir, io::sink()).map(drop);
         progress(object, &result);
         report.objects_checked += 1;
         match result {
