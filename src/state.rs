@@ -562,9 +562,29 @@ impl State {
     /// Records how a job ended and removes it from the queue, in one transaction. If the
     /// file was queued again while the worker ran, the job stays for the newer version.
     pub fn finish(&self, job: &JobRow, done: Finish<'_>) -> Result<(), StateError> {
+        self.finish_if(job, done, &|| true).map(drop)
+    }
+
+    /// Like [`State::finish`], but the version is recorded only if `still_there()` says,
+    /// inside the transaction, that the file still has its name. A removal of the path is
+    /// recorded in a transaction of its own after the unlink, so either it sees this
+    /// version and records the removal after it, or this sees the unlink and records no
+    /// version: a file deleted while it was backed up never comes back. Returns false when
+    /// the version was not recorded.
+    pub fn finish_if(
+        &self,
+        job: &JobRow,
+        mut done: Finish<'_>,
+        still_there: &dyn Fn() -> bool,
+    ) -> Result<bool, StateError> {
         let now_ms = crate::pipeline::queue::now_ms();
         let now = now_ms / 1000;
         self.tx(|tx| {
+            let recorded = done.version.is_none() || still_there();
+            if !recorded {
+                done.version = None;
+                done.seen = None;
+            }
             if let Some((v, new_content)) = &done.version {
                 if *new_content {
                     tx.execute(
@@ -615,7 +635,7 @@ impl State {
                 "DELETE FROM jobs WHERE id = ?1 AND generation = ?2",
                 params![job.id, job.generation],
             )?;
-            Ok(())
+            Ok(recorded)
         })
     }
 
@@ -788,7 +808,16 @@ impl State {
     /// Records that `path` is gone from the source, and so is everything below it if it was
     /// a directory: each path under it that has a backed-up version (and is not recorded as
     /// removed since) gets a removal. Returns those paths.
-    pub fn record_removal(&self, path: &Path, now_ms: i64) -> Result<Vec<PathBuf>, StateError> {
+    ///
+    /// With `moved_to` (a rename), each of those paths also gets a version under its new
+    /// name at once: the same object and attributes as its newest version, since a rename
+    /// changes neither. Queued work for the new names still runs as usual.
+    pub fn record_removal(
+        &self,
+        path: &Path,
+        moved_to: Option<&Path>,
+        now_ms: i64,
+    ) -> Result<Vec<PathBuf>, StateError> {
         let from = path_bytes(path).to_vec();
         let mut below = from.clone();
         below.push(b'/');
@@ -808,6 +837,21 @@ impl State {
                 tx.execute(
                     "INSERT INTO removals (vid, path, removed_ms) VALUES (?1, ?2, ?3)",
                     params![new_version_id(), p, now_ms],
+                )?;
+                let Some(to) = moved_to else { continue };
+                let mut new = path_bytes(to).to_vec();
+                new.extend_from_slice(&p[from.len()..]);
+                tx.execute(
+                    "INSERT INTO catalog (path, sha256, object, size, mtime, classification,
+                        backed_up_at, mode, uid, gid, mtime_ns, backed_up_ms, vid)
+                     SELECT ?2, sha256, object, size, mtime, classification, ?3, mode, uid, gid,
+                        mtime_ns, ?4, ?5
+                     FROM catalog WHERE path = ?1 ORDER BY backed_up_ms DESC, id DESC LIMIT 1",
+                    params![p, new, now_ms / 1000, now_ms, new_version_id()],
+                )?;
+                tx.execute(
+                    "UPDATE OR REPLACE files SET path = ?2 WHERE path = ?1",
+                    params![p, new],
                 )?;
             }
             tx.execute(

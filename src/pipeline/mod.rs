@@ -201,6 +201,9 @@ struct Ctx {
     sha: Option<[u8; 32]>,
     stat: Option<FileStat>,
     attrs: Attrs,
+    /// The source file as opened (not a snapshot), to tell at the end whether it was
+    /// deleted meanwhile.
+    source: Option<File>,
 }
 
 /// After this many tries that found the file changing, back up a snapshot instead.
@@ -256,6 +259,7 @@ impl Worker {
             sha: None,
             stat: None,
             attrs: Attrs::default(),
+            source: None,
         };
         let result = self.process(&mut ctx);
         let recorded = match result {
@@ -302,15 +306,28 @@ impl Worker {
                 .unwrap_or("unclassified"),
         };
         let seen = ctx.stat.map(|st| (st, ctx.record.outcome.as_str()));
-        let result = self.stages.state.finish(
+        let source = ctx.source.take();
+        let still_there = || {
+            source
+                .as_ref()
+                .and_then(|f| sys::fstat(f.as_fd()).ok())
+                .is_none_or(|st| st.st_nlink > 0)
+        };
+        let recorded = self.stages.state.finish_if(
             &ctx.job,
             Finish {
                 version: Some((version, stored.index)),
                 seen,
             },
-        );
-        ctx.record.object = Some(stored.object);
-        result
+            &still_there,
+        )?;
+        if recorded {
+            ctx.record.object = Some(stored.object);
+        } else {
+            ctx.record.outcome = Outcome::Vanished;
+            ctx.record.reason = Some("deleted while it was backed up".into());
+        }
+        Ok(())
     }
 
     /// Records an outcome that stores nothing. A failure stays queued as `failed`.
@@ -524,6 +541,7 @@ impl Worker {
             self.snapshot(&job)?
         } else {
             let (file, stat, attrs) = self.open_source(&job.path)?;
+            ctx.source = file.try_clone().ok();
             (file, stat, attrs, None)
         };
         ctx.attrs = attrs;

@@ -133,23 +133,15 @@ impl ChangeSink for Queue {
     }
 
     fn renamed(&self, from: &Path, to: &Path, regular_file: bool) {
-        // The old names are gone; every file below the new name that was backed up under
-        // the old one is recorded under the new one too (dedup makes that a catalog entry,
-        // not a second upload).
-        let moved = match self.state.record_removal(from, now_ms()) {
+        // The old names are gone, and every file below them that was backed up is recorded
+        // under its new name at once (a rename changes no content).
+        let moved = match self.state.record_removal(from, Some(to), now_ms()) {
             Ok(paths) => paths,
             Err(e) => {
-                tracing::error!(from = ?from, error = %e, "cannot record the old name as removed");
+                tracing::error!(from = ?from, error = %e, "cannot record the rename");
                 Vec::new()
             }
         };
-        for old in &moved {
-            match old.strip_prefix(from) {
-                Ok(rest) if rest.as_os_str().is_empty() => self.push(to),
-                Ok(rest) => self.push(&to.join(rest)),
-                Err(_) => {}
-            }
-        }
         match self.state.rename_jobs(from, to) {
             Ok(true) => {
                 tracing::debug!(from = ?from, to = ?to, "queued job follows rename")
@@ -166,7 +158,7 @@ impl ChangeSink for Queue {
     }
 
     fn removed(&self, path: &Path) {
-        if let Err(e) = self.state.record_removal(path, now_ms()) {
+        if let Err(e) = self.state.record_removal(path, None, now_ms()) {
             tracing::error!(path = ?path, error = %e, "cannot record the removal");
         }
     }
