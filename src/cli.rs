@@ -200,6 +200,10 @@ enum HashesAction {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The daemon talks to sockets and must see EPIPE; the other commands print.
+    if !matches!(cli.command, Command::Mount { .. }) {
+        crate::sys::default_sigpipe();
+    }
     let result = match cli.command {
         Command::Mount { config } => crate::daemon::run(&config),
         Command::CheckConfig { config } => check_config(&config),

@@ -222,6 +222,15 @@ pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> io::Re
     check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset as i64, len as i64) }).map(drop)
 }
 
+/// Lets a write to a closed pipe end the process quietly, as for any command-line tool
+/// (`backupfs ls | head`), instead of failing every later print.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default has no memory effects.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Flushes everything written to the filesystem holding `file`.
 pub fn syncfs(file: &std::fs::File) -> io::Result<()> {
     // SAFETY: a plain syscall on an open descriptor.

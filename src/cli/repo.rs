@@ -9,7 +9,7 @@ use crate::config::{Config, Settings};
 use crate::repo::catalog::{normalize, selected, Catalog};
 use crate::repo::prune::Policy;
 use crate::repo::restore::{self, Request};
-use crate::repo::{format_ms, parse_time, Repo};
+use crate::repo::{format_ms, parse_time, shown, Repo};
 use crate::state::State;
 
 /// A repository opened from a config, with the runtime its S3 client needs.
@@ -81,7 +81,11 @@ pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
     let opened = open(args.config, args.host)?;
     let catalog = load(&opened.repo)?;
     let at = at_ms(args.at)?;
-    let selectors: Vec<PathBuf> = args.paths.iter().map(|p| normalize(p)).collect();
+    let selectors: Vec<PathBuf> = args
+        .paths
+        .iter()
+        .map(|p| normalize(p))
+        .collect::<anyhow::Result<_>>()?;
     let rows: Vec<_> = catalog
         .at(at)
         .into_iter()
@@ -131,28 +135,6 @@ pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
     complete(&catalog)
 }
 
-/// A path for one line of output: control characters and bytes that are not UTF-8 are
-/// shown as `\xNN`, so every name stays on its line and can be told apart.
-fn shown(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = String::new();
-    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
-                for b in c.to_string().bytes() {
-                    out.push_str(&format!("\\x{b:02x}"));
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
-
 fn mode_string(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
 }
@@ -165,7 +147,7 @@ pub fn ls(
 ) -> anyhow::Result<()> {
     let opened = open(config, host)?;
     let catalog = load(&opened.repo)?;
-    let selector = normalize(prefix);
+    let selector = normalize(prefix)?;
     let mut listed = 0;
     for row in catalog.at(at_ms(at)?) {
         if selected(&row.path, &selector) {
@@ -188,7 +170,8 @@ pub fn ls(
 pub fn history(config: &Path, host: Option<&str>, path: &Path) -> anyhow::Result<()> {
     let opened = open(config, host)?;
     let catalog = load(&opened.repo)?;
-    let versions = catalog.history(&normalize(path));
+    let path_inside = normalize(path)?;
+    let versions = catalog.history(&path_inside);
     if versions.is_empty() {
         bail!("{}: no version in the catalog", shown(path));
     }
@@ -206,7 +189,7 @@ pub fn history(config: &Path, host: Option<&str>, path: &Path) -> anyhow::Result
             (row.backed_up_ms, line)
         })
         .collect();
-    for at in catalog.removals_of(&normalize(path)) {
+    for at in catalog.removals_of(&path_inside) {
         lines.push((at, format!("{} removed", format_ms(at))));
     }
     lines.sort_by_key(|(at, _)| *at);

@@ -465,10 +465,21 @@ impl Catalog {
 }
 
 /// A path as given on the command line, relative to the mount: `/`, `` and `.` mean all.
-pub fn normalize(arg: &Path) -> PathBuf {
-    arg.components()
+/// `..` is refused rather than guessed at.
+pub fn normalize(arg: &Path) -> anyhow::Result<PathBuf> {
+    if arg
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        anyhow::bail!(
+            "{}: `..` is not allowed in a path inside the mount",
+            arg.display()
+        );
+    }
+    Ok(arg
+        .components()
         .filter(|c| matches!(c, std::path::Component::Normal(_)))
-        .collect()
+        .collect())
 }
 
 /// Whether `path` is `selector` or lies below it.

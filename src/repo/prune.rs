@@ -104,7 +104,7 @@ pub fn prune(
         say(format!(
             "{} {} (backed up {})",
             if yes { "drop" } else { "would drop" },
-            row.path.display(),
+            super::shown(&row.path),
             super::format_ms(row.backed_up_ms)
         ));
     }
