@@ -20,7 +20,7 @@ use crate::pipeline::seal::Sealer;
 use crate::pipeline::upload::{self, ObjectNamer};
 use crate::pipeline::{self, Backoff, Pipeline, Queue, Stages};
 use crate::repo::publish::Publisher;
-use crate::repo::{Condemned, Repo};
+use crate::repo::{Condemned, PassphraseCheck, Repo};
 use crate::state::State;
 use crate::sys;
 
@@ -76,6 +76,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
         .into();
     let condemned = Arc::new(Condemned::default());
+    let passphrase_check = Arc::new(PassphraseCheck::default());
     let publisher = Publisher {
         repo: Arc::new(Repo::with_destination(
             &settings,
@@ -87,12 +88,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         condemned: condemned.clone(),
         interval: cfg.catalog.flush_interval,
         compact_after: cfg.catalog.compact_after,
+        passphrase: passphrase_check.clone(),
     };
     let stages = build_stages(
         &settings,
         state,
         &passphrase,
-        (destination, condemned),
+        (destination, condemned, passphrase_check),
         metrics.clone(),
         blacklist,
         &fs,
@@ -114,7 +116,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         tracing::error!(error = %e, "clamd is unreachable; files will wait for it and nothing is uploaded unscanned");
         metrics.clamd_up.set(0);
     }
-    publisher.repo.check_passphrase().with_context(|| {
+    // Refused now if the destination answers; otherwise uploads and the catalog wait
+    // until the check could run.
+    publisher.passphrase.run(&publisher.repo).with_context(|| {
         match (
             &cfg.encrypt.passphrase_file,
             &cfg.encrypt.passphrase_credential,
@@ -190,7 +194,11 @@ fn build_stages(
     settings: &Settings,
     state: Arc<State>,
     passphrase: &[u8],
-    (destination, condemned): (Arc<dyn upload::Destination>, Arc<Condemned>),
+    (destination, condemned, passphrase_check): (
+        Arc<dyn upload::Destination>,
+        Arc<Condemned>,
+        Arc<PassphraseCheck>,
+    ),
     metrics: Arc<Metrics>,
     blacklist: Blacklist,
     fs: &Arc<Passthrough>,
@@ -237,6 +245,7 @@ fn build_stages(
         namer: ObjectNamer::new(passphrase, cfg.destination.content_prefix()),
         destination,
         condemned,
+        passphrase: passphrase_check,
         audit,
         metrics,
         backoff: Backoff {

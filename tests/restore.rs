@@ -238,6 +238,27 @@ fn a_mount_with_another_passphrase_refuses_to_start() {
         "{err}"
     );
     assert!(!is_mounted(&stack.mnt));
+
+    // With the bucket down at start the mount cannot check, so it starts; it then
+    // uploads nothing and writes no catalog until the check has run, and refuses then.
+    stack.s3.pause();
+    stack.mount();
+    stack.put_file("new.txt", b"written with the wrong passphrase\n");
+    std::thread::sleep(Duration::from_secs(2));
+    stack.s3.resume();
+    let record = stack.wait_audit("new.txt");
+    assert_eq!(record["outcome"], "failed", "{record}");
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("passphrase"),
+        "{record}"
+    );
+    stack.stop_daemon();
+    std::fs::write(&stack.passphrase, "correct horse battery staple\n").unwrap();
+    let ls = ok(&stack, &["ls"]);
+    assert!(ls.contains("kept.txt") && !ls.contains("new.txt"), "{ls}");
 }
 
 #[test]

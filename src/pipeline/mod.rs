@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::metrics::{Metrics, Outcome};
-use crate::repo::SharedCondemned;
+use crate::repo::{PassphraseCheck, SharedCondemned};
 use crate::state::{Attrs, FileStat, Finish, JobRow, State, Version};
 use crate::sys;
 use audit::{AuditLog, AuditRecord};
@@ -77,6 +77,8 @@ pub struct Stages {
     pub destination: Arc<dyn Destination>,
     /// Objects a prune in progress may delete: never pointed at by a new version.
     pub condemned: SharedCondemned,
+    /// Uploads wait until the passphrase is known to open this host's catalog.
+    pub passphrase: Arc<PassphraseCheck>,
     pub audit: AuditLog,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
@@ -737,6 +739,17 @@ impl Worker {
             probe: &|| s.destination.probe().is_ok(),
         };
         self.retry("upload", job, Some(watch), || {
+            if s.passphrase.refused() {
+                return Err(Attempt::Give(failed(
+                    "upload",
+                    "the passphrase does not open this host's catalog in the destination",
+                )));
+            }
+            if !s.passphrase.accepted() {
+                return Err(Attempt::Retry(
+                    "waiting to check the passphrase against the catalog in the destination".into(),
+                ));
+            }
             s.destination.put(key, spool).map_err(|e| match e {
                 UploadError::Transient(e) => Attempt::Retry(e),
                 UploadError::Permanent(e) | UploadError::Missing(e) => {

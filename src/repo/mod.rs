@@ -143,15 +143,16 @@ impl Repo {
         self.dest.put_bytes(key, &bytes)
     }
 
-    /// Fails if catalog files already in this host's catalog all refuse this passphrase: a
-    /// mount with the wrong one would write a catalog the right one cannot read. Reading
-    /// problems are only logged; the mount then starts as it would have.
-    pub fn check_passphrase(&self) -> anyhow::Result<()> {
+    /// Checks the passphrase against catalog files already in this host's catalog: fails
+    /// if the newest ones all refuse it (a mount with the wrong passphrase would write a
+    /// catalog the right one cannot read). Ok(false) when the destination could not be
+    /// read, so nothing is known yet.
+    pub fn check_passphrase(&self) -> anyhow::Result<bool> {
         let listed = match self.dest.list(&self.layout.catalog_dir()) {
             Ok(listed) => listed,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot list the catalog to check the passphrase");
-                return Ok(());
+                tracing::warn!(error = %e, "cannot list the catalog to check the passphrase yet");
+                return Ok(false);
             }
         };
         let mut refused = Vec::new();
@@ -160,17 +161,17 @@ impl Repo {
             let sealed = match get_bytes(&*self.dest, &l.key) {
                 Ok(bytes) => bytes,
                 Err(e) => {
-                    tracing::warn!(key = %l.key, error = %e, "cannot read a catalog file to check the passphrase");
-                    return Ok(());
+                    tracing::warn!(key = %l.key, error = %e, "cannot read a catalog file to check the passphrase yet");
+                    return Ok(false);
                 }
             };
             match self.sealer.open(&sealed[..], std::io::sink()) {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(true),
                 Err(e) => refused.push(format!("{}: {e}", l.key)),
             }
         }
         if refused.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         anyhow::bail!(
             "the passphrase does not open the catalog already in the destination ({}); is it \
@@ -188,6 +189,47 @@ impl Repo {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether this run's passphrase opens the host's catalog: unknown until the destination
+/// could be read, then accepted or refused for good.
+#[derive(Debug, Default)]
+pub struct PassphraseCheck(std::sync::atomic::AtomicU8);
+
+impl PassphraseCheck {
+    const ACCEPTED: u8 = 1;
+    const REFUSED: u8 = 2;
+
+    fn get(&self) -> u8 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn accepted(&self) -> bool {
+        self.get() == Self::ACCEPTED
+    }
+
+    pub fn refused(&self) -> bool {
+        self.get() == Self::REFUSED
+    }
+
+    /// Runs the check unless it has an answer already; returns the error once refused.
+    pub fn run(&self, repo: &Repo) -> anyhow::Result<()> {
+        if self.get() != 0 {
+            return Ok(());
+        }
+        match repo.check_passphrase() {
+            Ok(true) => self
+                .0
+                .store(Self::ACCEPTED, std::sync::atomic::Ordering::SeqCst),
+            Ok(false) => {}
+            Err(e) => {
+                self.0
+                    .store(Self::REFUSED, std::sync::atomic::Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }
 

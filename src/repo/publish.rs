@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::catalog::{self, Catalog};
-use super::{now_ms, CondemnedList, Marker, Repo, SharedCondemned};
+use super::{now_ms, CondemnedList, Marker, PassphraseCheck, Repo, SharedCondemned};
 use crate::pipeline::Queue;
 use crate::state::State;
 
@@ -25,6 +25,8 @@ pub struct Publisher {
     pub condemned: SharedCondemned,
     pub interval: Duration,
     pub compact_after: usize,
+    /// Nothing is published until the passphrase is known to open this host's catalog.
+    pub passphrase: Arc<PassphraseCheck>,
 }
 
 struct Progress {
@@ -87,6 +89,12 @@ impl Publisher {
 
     /// One round: condemned list, batches, marker, compaction.
     fn tick(&self, progress: &mut Progress) -> anyhow::Result<()> {
+        if let Err(e) = self.passphrase.run(&self.repo) {
+            tracing::error!(error = %format!("{e:#}"), "nothing is uploaded or written to the catalog with this passphrase; stop backupfs and fix encrypt.passphrase-file");
+        }
+        if !self.passphrase.accepted() {
+            return Ok(());
+        }
         let (seen, seen_at) = self.refresh_condemned(&mut progress.marker);
         // Everything that started before `before` has finished by now, so its record is
         // among the rows read below.
