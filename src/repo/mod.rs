@@ -313,8 +313,14 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
     };
     if let Some(secs) = text.strip_prefix('@') {
         let secs: f64 = secs.parse().map_err(|_| bad())?;
+        // Within a few thousand years of 1970 either way.
+        if !secs.is_finite() || secs.abs() > 1e11 {
+            return Err(bad());
+        }
         return Ok((secs * 1000.0).round() as i64);
     }
+    let upper = text.to_ascii_uppercase();
+    let text = upper.as_str();
     // humantime reads UTC only; apply a trailing ±HH:MM offset by hand.
     let split = text
         .len()
@@ -330,7 +336,7 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
                 &tail[3..4],
                 tail[4..].parse::<i64>(),
             ) {
-                (sign @ (b'+' | b'-'), Ok(h), ":", Ok(m)) => {
+                (sign @ (b'+' | b'-'), Ok(h), ":", Ok(m)) if h < 24 && m < 60 => {
                     let ms = (h * 60 + m) * 60_000;
                     (head, if sign == b'+' { ms } else { -ms })
                 }
@@ -388,6 +394,7 @@ mod tests {
         assert_eq!(parse_time("2026-12-04T08:30:00-01:30").unwrap(), utc);
         assert_eq!(parse_time("2026-12-04T10:00:00.250Z").unwrap(), utc + 250);
         assert_eq!(parse_time("@1796378400").unwrap(), utc);
+        assert_eq!(parse_time("2026-12-04t10:00:00z").unwrap(), utc);
         for bad in [
             "1796378400",
             "yesterday",
