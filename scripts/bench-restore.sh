@@ -41,37 +41,8 @@ trap 'exit 143' TERM
 
 bfs_bench_prepare "$repo"
 
-WORK=$(mktemp -d /tmp/backupfs-restore.XXXXXX)
-mkdir -p "$WORK/source" "$WORK/mnt"
-bfs_start_clamd "$WORK/clamd" >/dev/null
-bfs_start_s3 "$WORK" backups >/dev/null
-(umask 077 && head -c 24 /dev/urandom | base64 >"$WORK/passphrase")
-cat >"$WORK/backupfs.toml" <<CONF
-[mount]
-source = "source"
-mountpoint = "mnt"
-[state]
-dir = "state"
-[log]
-file = "logs/backup_pipeline.log"
-audit = "logs/uploads.jsonl"
-quarantine-dir = "logs/quarantine"
-[scan]
-clamd = "unix:$BFS_CLAMD_SOCKET"
-[encrypt]
-passphrase-file = "passphrase"
-[destination]
-kind = "s3"
-bucket = "backups"
-prefix = "bench"
-endpoint = "$BFS_S3_ENDPOINT"
-path-style = true
-allowed = ["s3://backups/bench"]
-[catalog]
-flush-interval = "1s"
-[metrics]
-listen = ""
-CONF
+bfs_bench_setup restore "" '[catalog]
+flush-interval = "1s"'
 
 echo "writing $FILES files into the source directory"
 python3 - "$WORK/source" "$FILES" <<'PY'
