@@ -29,19 +29,7 @@ WORK=""
 DAEMON_PID=""
 TIME_PID=""
 
-
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    bfs_stop_pid "$DAEMON_PID" 60
-    bfs_stop_pid "$TIME_PID" 10
-    bfs_bench_teardown "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bfs_bench_traps
 
 bfs_bench_prepare "$repo"
 
@@ -57,31 +45,7 @@ PASSFILE=$WORK/passphrase
 run_one() {
     local name=$1 mib=$2 dir=$WORK/$1 start end mnt=$WORK/$1/mnt
     mkdir -p "$dir/source" "$dir/mnt" "$dir/state"
-    cat >"$dir/backupfs.toml" <<CONF
-[mount]
-source = "source"
-mountpoint = "mnt"
-[state]
-dir = "state"
-[log]
-file = "logs/backup_pipeline.log"
-audit = "logs/uploads.jsonl"
-quarantine-dir = "logs/quarantine"
-[scan]
-clamd = "unix:$BFS_CLAMD_SOCKET"
-max-stream-size = "$((LARGE_MIB + 64))MiB"
-[encrypt]
-passphrase-file = "$PASSFILE"
-[destination]
-kind = "s3"
-bucket = "backups"
-prefix = "$name"
-endpoint = "$BFS_S3_ENDPOINT"
-path-style = true
-allowed = ["s3://backups/$name"]
-[metrics]
-listen = ""
-CONF
+    bfs_bench_config "$dir" "$name" "$PASSFILE" "" "$((LARGE_MIB + 64))MiB"
     head -c $((mib << 20)) /dev/urandom >"$WORK/$name.data"
     /usr/bin/time -v -o "$dir/time.txt" "$BIN" mount --config "$dir/backupfs.toml" \
         >"$dir/daemon.out" 2>&1 &

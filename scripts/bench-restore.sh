@@ -27,17 +27,7 @@ BIN=$repo/target/release/backupfs
 WORK=""
 DAEMON_PID=""
 
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    bfs_stop_pid "$DAEMON_PID" 60
-    bfs_bench_teardown "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bfs_bench_traps
 
 bfs_bench_prepare "$repo"
 

@@ -501,19 +501,32 @@ bfs_bench_prepare() {
     fi
 }
 
-# bfs_bench_setup NAME METRICS_LISTEN [EXTRA_TOML]
-# The stack most benchmarks run on: makes WORK (a new /tmp/backupfs-NAME.XXXXXX, assigned to
-# the caller's WORK), starts clamd and the S3 server, writes a passphrase and
-# WORK/backupfs.toml (source, mnt, state and logs under WORK; bucket "backups", prefix
-# "bench"; metrics on METRICS_LISTEN, "" for none) with EXTRA_TOML appended.
-bfs_bench_setup() {
-    local name=${1:?usage: bfs_bench_setup NAME METRICS_LISTEN [EXTRA_TOML]} listen=$2
-    WORK=$(mktemp -d "/tmp/backupfs-$name.XXXXXX") || return 1
-    mkdir -p "$WORK/source" "$WORK/mnt"
-    bfs_start_clamd "$WORK/clamd" >/dev/null || return 1
-    bfs_start_s3 "$WORK" backups >/dev/null || return 1
-    (umask 077 && head -c 24 /dev/urandom | base64 >"$WORK/passphrase")
-    cat >"$WORK/backupfs.toml" <<CONF
+# bfs_bench_traps
+# Installs the clean-up every benchmark needs, whatever way it ends: stops the daemon
+# (DAEMON_PID) and, if set, the process timing it (TIME_PID), then bfs_bench_teardown WORK.
+bfs_bench_traps() {
+    trap bfs_bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+bfs_bench_cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    bfs_stop_pid "${DAEMON_PID:-}" 60
+    bfs_stop_pid "${TIME_PID:-}" 10
+    bfs_bench_teardown "${WORK:-}"
+    exit "$rc"
+}
+
+# bfs_bench_config DIR PREFIX PASSFILE METRICS_LISTEN [MAX_STREAM] [EXTRA_TOML]
+# Writes DIR/backupfs.toml for a benchmark: source, mnt, state and logs under DIR, the clamd
+# and S3 server started before, bucket "backups" with PREFIX, metrics on METRICS_LISTEN
+# ("" for none), scan.max-stream-size MAX_STREAM (default 25MiB), then EXTRA_TOML.
+bfs_bench_config() {
+    local dir=${1:?usage: bfs_bench_config DIR PREFIX PASSFILE METRICS_LISTEN} prefix=$2
+    cat >"$dir/backupfs.toml" <<CONF
 [mount]
 source = "source"
 mountpoint = "mnt"
@@ -525,19 +538,34 @@ audit = "logs/uploads.jsonl"
 quarantine-dir = "logs/quarantine"
 [scan]
 clamd = "unix:$BFS_CLAMD_SOCKET"
+max-stream-size = "${5:-25MiB}"
 [encrypt]
-passphrase-file = "passphrase"
+passphrase-file = "$3"
 [destination]
 kind = "s3"
 bucket = "backups"
-prefix = "bench"
+prefix = "$prefix"
 endpoint = "$BFS_S3_ENDPOINT"
 path-style = true
-allowed = ["s3://backups/bench"]
+allowed = ["s3://backups/$prefix"]
 [metrics]
-listen = "$listen"
-${3:-}
+listen = "$4"
+${6:-}
 CONF
+}
+
+# bfs_bench_setup NAME METRICS_LISTEN [EXTRA_TOML]
+# The stack most benchmarks run on: makes WORK (a new /tmp/backupfs-NAME.XXXXXX, assigned to
+# the caller's WORK), starts clamd and the S3 server, writes a passphrase and
+# WORK/backupfs.toml (prefix "bench", see bfs_bench_config).
+bfs_bench_setup() {
+    local name=${1:?usage: bfs_bench_setup NAME METRICS_LISTEN [EXTRA_TOML]}
+    WORK=$(mktemp -d "/tmp/backupfs-$name.XXXXXX") || return 1
+    mkdir -p "$WORK/source" "$WORK/mnt"
+    bfs_start_clamd "$WORK/clamd" >/dev/null || return 1
+    bfs_start_s3 "$WORK" backups >/dev/null || return 1
+    (umask 077 && head -c 24 /dev/urandom | base64 >"$WORK/passphrase")
+    bfs_bench_config "$WORK" bench "$WORK/passphrase" "$2" "" "${3:-}"
 }
 
 # bfs_mounts_under DIR
