@@ -68,6 +68,25 @@ pub struct MountConfig {
     /// Threads reading FUSE requests.
     #[serde(default = "default_fuse_threads")]
     pub threads: usize,
+    /// Whether file reads and writes bypass the daemon (kernel FUSE passthrough, Linux 6.9
+    /// and CAP_SYS_ADMIN): `auto` uses it where it can, `on` refuses to mount without it.
+    #[serde(default)]
+    pub passthrough: Passthrough,
+    /// How long the kernel may trust names and attributes it was given. Changes made through
+    /// the mount, and files the pipeline moves away, are always seen at once; this bounds only
+    /// how long a change made directly in the source directory can go unseen.
+    #[serde(default = "default_cache_timeout", with = "humantime_serde_compat")]
+    pub cache_timeout: std::time::Duration,
+}
+
+/// `mount.passthrough`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Passthrough {
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -284,6 +303,9 @@ impl Default for MetricsConfig {
 
 fn default_fuse_threads() -> usize {
     2
+}
+fn default_cache_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
 }
 fn default_zstd_level() -> i32 {
     3

@@ -69,7 +69,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let blacklist = Blacklist::new(settings.blacklist.clone());
     let fs = Passthrough::new(&cfg.mount.source, blacklist.clone(), queue.clone())
         .with_context(|| format!("mount.source {}", cfg.mount.source.display()))?;
-    let fs = Arc::new(fs.report_open_files_every(cfg.pipeline.max_delay));
+    let fs = Arc::new(fs);
+    start_open_writer_reports(&fs, cfg.pipeline.max_delay);
     let notifier: Arc<OnceLock<Notifier>> = Arc::new(OnceLock::new());
 
     let destination: Arc<dyn upload::Destination> = upload::open(&cfg.destination, rt.handle())
@@ -277,11 +278,31 @@ fn mount(settings: &Settings, fs: Arc<Passthrough>) -> anyhow::Result<fuser::Bac
     }
     options.n_threads = Some(cfg.mount.threads);
     options.clone_fd = true;
-    let session = fuser::Session::new(FuseAdapter::new(fs), mountpoint, &options)
+    let adapter = FuseAdapter::new(fs, cfg.mount.passthrough, cfg.mount.cache_timeout);
+    let session = fuser::Session::new(adapter, mountpoint, &options)
         .with_context(|| format!("mount.mountpoint {}: cannot mount", mountpoint.display()))?;
     session
         .spawn()
         .with_context(|| format!("mount.mountpoint {}: cannot start", mountpoint.display()))
+}
+
+/// Every `every`, reports files that handles still open have changed (a log kept open for
+/// days), whether the writes passed through the daemon or went straight to the file. Stops
+/// with the passthrough.
+fn start_open_writer_reports(fs: &Arc<Passthrough>, every: std::time::Duration) {
+    if every.is_zero() {
+        return;
+    }
+    let fs = Arc::downgrade(fs);
+    let _ = std::thread::Builder::new()
+        .name("open-writers".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            match fs.upgrade() {
+                Some(fs) => fs.report_open_writers(),
+                None => return,
+            }
+        });
 }
 
 /// Refuses a mountpoint that already has something mounted on it: mounting over it would

@@ -1,36 +1,113 @@
 //! The FUSE adapter: translates fuser callbacks into [`Passthrough`] calls and replies.
 //!
-//! Nothing here decides anything. Every callback replies exactly once, through [`answer`],
-//! which is the one place that logs a failure and maps it to an errno.
+//! Nothing here decides anything about files. Every callback replies exactly once, through
+//! [`answer`], which is the one place that logs a failure and maps it to an errno. The one
+//! piece of state kept here is FUSE-specific: the kernel passthrough registrations.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::{Caller, Passthrough, SetAttr};
+use crate::config::Passthrough as Mode;
 use crate::sys;
-
-/// How long the kernel may trust attributes and names. Short, because the pipeline moves
-/// infected files away behind the kernel's back (it also invalidates them explicitly).
-const TTL: Duration = Duration::from_secs(1);
 
 /// Owns the passthrough on behalf of the kernel session.
 pub struct FuseAdapter {
     fs: Arc<Passthrough>,
+    /// How long the kernel may trust attributes and names. Changes made through the mount
+    /// update the kernel's copy as they happen, and the pipeline invalidates what it moves
+    /// away, so this only bounds how stale a change made beside the mount can look.
+    ttl: Duration,
+    mode: Mode,
+    /// Kernel passthrough in use: set at `init` when the kernel offers it, cleared in `auto`
+    /// mode if registering a backing file is refused.
+    direct: AtomicBool,
+    backing: Mutex<Backing>,
+}
+
+/// Backing files registered with the kernel. The kernel wants one registration per inode,
+/// shared by all its open handles, so each is counted and dropped with the last handle.
+#[derive(Default)]
+struct Backing {
+    by_ino: HashMap<u64, (BackingId, usize)>,
+    /// Which handle was opened on which inode's registration.
+    handles: HashMap<u64, u64>,
 }
 
 impl FuseAdapter {
-    pub fn new(fs: Arc<Passthrough>) -> Self {
-        Self { fs }
+    pub fn new(fs: Arc<Passthrough>, mode: Mode, ttl: Duration) -> Self {
+        Self {
+            fs,
+            ttl,
+            mode,
+            direct: AtomicBool::new(false),
+            backing: Mutex::default(),
+        }
+    }
+
+    /// Registers (or reuses) the backing file of an open handle and sends the reply through
+    /// `send`; `None` when the handle is to be served through the daemon instead.
+    fn register(
+        &self,
+        ino: u64,
+        fh: u64,
+        open_backing: impl FnOnce(&std::fs::File) -> io::Result<BackingId>,
+    ) -> Option<std::sync::MutexGuard<'_, Backing>> {
+        if !self.direct.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut backing = self.backing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, count)) = backing.by_ino.get_mut(&ino) {
+            *count += 1;
+        } else {
+            match self.fs.with_backing_file(fh, open_backing) {
+                Ok(Ok(id)) => {
+                    backing.by_ino.insert(ino, (id, 1));
+                }
+                Ok(Err(e)) => {
+                    self.refused(&e);
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+        backing.handles.insert(fh, ino);
+        Some(backing)
+    }
+
+    fn refused(&self, e: &io::Error) {
+        if self.mode == Mode::Auto {
+            if self.direct.swap(false, Ordering::Relaxed) {
+                tracing::info!(error = %e, "kernel passthrough refused; file reads and writes go through the daemon from now on");
+            }
+        } else {
+            tracing::warn!(error = %e, "kernel passthrough refused for a file; it is served through the daemon");
+        }
+    }
+
+    fn unregister(&self, fh: u64) {
+        let mut backing = self.backing.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(ino) = backing.handles.remove(&fh) else {
+            return;
+        };
+        if let Some((_, count)) = backing.by_ino.get_mut(&ino) {
+            *count -= 1;
+            if *count == 0 {
+                backing.by_ino.remove(&ino);
+            }
+        }
     }
 }
 
@@ -55,6 +132,7 @@ error_reply!(
     ReplyDirectory,
     ReplyEmpty,
     ReplyEntry,
+    ReplyLseek,
     ReplyOpen,
     ReplyStatfs,
     ReplyWrite,
@@ -80,7 +158,9 @@ fn answer<R: ErrorReply, T>(
                 | libc::ENOTEMPTY
                 | libc::EACCES
                 | libc::ENOTSUP
-                | libc::ERANGE => tracing::debug!(op, error = %e, "fuse op failed"),
+                | libc::ERANGE
+                | libc::ENAMETOOLONG
+                | libc::ENXIO => tracing::debug!(op, error = %e, "fuse op failed"),
                 _ => tracing::warn!(op, error = %e, "fuse op failed"),
             }
             reply.fail(Errno::from_i32(code));
@@ -152,19 +232,49 @@ fn time_spec(t: Option<TimeOrNow>) -> sys::TimeSpec {
     })
 }
 
-fn reply_entry(reply: ReplyEntry, e: super::Entry) {
-    reply.entry(&TTL, &attr(e.ino, &e.stat), Generation(0));
-}
-
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // Large writes: up to 1 MiB per request where the kernel allows it.
         let _ = config.set_max_write(1 << 20);
-        Ok(())
+        if self.mode == Mode::Off {
+            tracing::info!("kernel passthrough off (mount.passthrough); file reads and writes go through the daemon");
+            return Ok(());
+        }
+        let why_not = if !sys::has_cap_sys_admin() {
+            Some("it needs CAP_SYS_ADMIN (run as root)")
+        } else if config
+            .add_capabilities(InitFlags::FUSE_PASSTHROUGH)
+            .is_err()
+        {
+            Some("the kernel does not offer it (needs Linux 6.9 or later)")
+        } else {
+            // Depth 2 lets the source itself sit on a stacked filesystem such as overlayfs.
+            let _ = config.set_max_stack_depth(2);
+            None
+        };
+        match (why_not, self.mode) {
+            (None, _) => {
+                self.direct.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    "kernel passthrough on: file reads and writes go straight to the source"
+                );
+                Ok(())
+            }
+            (Some(why), Mode::On) => Err(io::Error::other(format!(
+                "mount.passthrough = \"on\" but kernel passthrough is unavailable: {why}"
+            ))),
+            (Some(why), _) => {
+                tracing::info!("kernel passthrough unavailable: {why}; file reads and writes go through the daemon");
+                Ok(())
+            }
+        }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        answer("lookup", self.fs.lookup(parent.0, name), reply, reply_entry);
+        let ttl = self.ttl;
+        answer("lookup", self.fs.lookup(parent.0, name), reply, |r, e| {
+            r.entry(&ttl, &attr(e.ino, &e.stat), Generation(0))
+        });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -172,8 +282,9 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let ttl = self.ttl;
         answer("getattr", self.fs.getattr(ino.0), reply, |r, st| {
-            r.attr(&TTL, &attr(ino.0, &st))
+            r.attr(&ttl, &attr(ino.0, &st))
         });
     }
 
@@ -204,8 +315,9 @@ impl Filesystem for FuseAdapter {
             mtime: time_spec(mtime),
             fh: fh.map(|f| f.0),
         };
+        let ttl = self.ttl;
         answer("setattr", self.fs.setattr(ino.0, set), reply, |r, st| {
-            r.attr(&TTL, &attr(ino.0, &st))
+            r.attr(&ttl, &attr(ino.0, &st))
         });
     }
 
@@ -228,7 +340,7 @@ impl Filesystem for FuseAdapter {
         let result = self
             .fs
             .mknod(parent.0, name, mode, umask, rdev, caller(req));
-        answer("mknod", result, reply, reply_entry);
+        self.reply_entry("mknod", result, reply);
     }
 
     fn mkdir(
@@ -241,7 +353,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         let result = self.fs.mkdir(parent.0, name, mode, umask, caller(req));
-        answer("mkdir", result, reply, reply_entry);
+        self.reply_entry("mkdir", result, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -265,7 +377,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         let result = self.fs.symlink(parent.0, link_name, target, caller(req));
-        answer("symlink", result, reply, reply_entry);
+        self.reply_entry("symlink", result, reply);
     }
 
     fn rename(
@@ -292,18 +404,22 @@ impl Filesystem for FuseAdapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        answer(
-            "link",
-            self.fs.link(ino.0, newparent.0, newname),
-            reply,
-            reply_entry,
-        );
+        self.reply_entry("link", self.fs.link(ino.0, newparent.0, newname), reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        answer("open", self.fs.open(ino.0, flags.0), reply, |r, fh| {
-            r.opened(FileHandle(fh), FopenFlags::empty())
-        });
+        answer(
+            "open",
+            self.fs.open(ino.0, flags.0),
+            reply,
+            |r, fh| match self.register(ino.0, fh, |f| r.open_backing(f)) {
+                Some(backing) => {
+                    let (id, _) = &backing.by_ino[&ino.0];
+                    r.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id)
+                }
+                None => r.opened(FileHandle(fh), FopenFlags::empty()),
+            },
+        );
     }
 
     fn read(
@@ -360,6 +476,7 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.unregister(fh.0);
         answer("release", self.fs.release(fh.0), reply, |r, ()| r.ok());
     }
 
@@ -501,14 +618,29 @@ impl Filesystem for FuseAdapter {
         let result = self
             .fs
             .create(parent.0, name, mode, umask, flags, caller(req));
+        let ttl = self.ttl;
         answer("create", result, reply, |r, (e, fh)| {
-            r.created(
-                &TTL,
-                &attr(e.ino, &e.stat),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            )
+            let attr = attr(e.ino, &e.stat);
+            match self.register(e.ino, fh, |f| r.open_backing(f)) {
+                Some(backing) => {
+                    let (id, _) = &backing.by_ino[&e.ino];
+                    r.created_passthrough(
+                        &ttl,
+                        &attr,
+                        Generation(0),
+                        FileHandle(fh),
+                        FopenFlags::empty(),
+                        id,
+                    )
+                }
+                None => r.created(
+                    &ttl,
+                    &attr,
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
+            }
         });
     }
 
@@ -524,6 +656,28 @@ impl Filesystem for FuseAdapter {
     ) {
         let result = self.fs.fallocate(fh.0, offset, length, mode);
         answer("fallocate", result, reply, |r, ()| r.ok());
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let result = self.fs.lseek(fh.0, offset, whence);
+        answer("lseek", result, reply, |r, at| r.offset(at));
+    }
+}
+
+impl FuseAdapter {
+    fn reply_entry(&self, op: &'static str, result: io::Result<super::Entry>, reply: ReplyEntry) {
+        let ttl = self.ttl;
+        answer(op, result, reply, |r, e| {
+            r.entry(&ttl, &attr(e.ino, &e.stat), Generation(0))
+        });
     }
 }
 

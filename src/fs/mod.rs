@@ -5,6 +5,11 @@
 //! set it apart from a bare passthrough: blacklisted names are refused before they reach the
 //! source, and a handle that changed its file reports the path to a [`ChangeSink`] when it is
 //! released.
+//!
+//! Whether a handle changed its file is never decided from the writes seen alone: with kernel
+//! passthrough, and through shared mappings, writes go straight to the backing file. A handle
+//! opened for writing therefore also compares the file's size and times at release with what
+//! they were when it was opened.
 
 pub mod fuse;
 mod inode;
@@ -82,10 +87,46 @@ pub struct DirEntry {
 struct Handle {
     file: File,
     ino: Arc<Inode>,
-    /// Set once anything this handle did may have changed the content.
+    /// Opened with write access: only such a handle can change the content.
+    writable: bool,
+    /// Set once a request through this handle changed the file (a write, a truncation).
     changed: AtomicBool,
-    /// When this handle last reported its file, for files that stay open for long.
-    reported: Mutex<std::time::Instant>,
+    /// The file as it was when opened or last reported.
+    seen: Mutex<Seen>,
+}
+
+/// What tells a changed file from an untouched one without reading it. A write through any
+/// path (the daemon, kernel passthrough, a shared mapping) moves the modification and change
+/// times; the size catches the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Seen {
+    fn of(st: &sys::Stat) -> Self {
+        Self {
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+}
+
+impl Handle {
+    /// Whether the file differs from when it was last seen; remembers it as seen now.
+    fn moved_on(&self) -> bool {
+        let Ok(st) = sys::fstat(self.file.as_fd()) else {
+            return false;
+        };
+        let now = Seen::of(&st);
+        let mut seen = lock(&self.seen);
+        let moved = *seen != now;
+        *seen = now;
+        moved
+    }
 }
 
 pub struct Passthrough {
@@ -98,9 +139,6 @@ pub struct Passthrough {
     sink: Arc<dyn ChangeSink>,
     /// Set when the daemon runs as root, so new files can be given to the caller.
     chown_new: bool,
-    /// A handle that keeps writing without being closed reports its file this often, so a
-    /// log held open for days is still backed up; zero turns it off.
-    report_open_every: std::time::Duration,
     /// Held (shared) while a changed file's path is read and queued, and (exclusive) while
     /// a rename moves queued work, so that a close racing a rename on another FUSE thread
     /// never queues the name the file just left.
@@ -143,15 +181,25 @@ impl Passthrough {
             blacklist,
             sink,
             chown_new: sys::geteuid() == 0,
-            report_open_every: std::time::Duration::ZERO,
             renaming: std::sync::RwLock::default(),
         })
     }
 
-    /// Makes a handle that stays open while it writes report its file every `every`.
-    pub fn report_open_files_every(mut self, every: std::time::Duration) -> Self {
-        self.report_open_every = every;
-        self
+    /// Reports every file that a still-open handle changed since it was opened or last
+    /// reported, so that a log held open for days is backed up without waiting for its close.
+    /// The daemon calls this periodically.
+    pub fn report_open_writers(&self) {
+        let open: Vec<Arc<Handle>> = lock(&self.handles)
+            .values()
+            .filter(|h| h.writable)
+            .cloned()
+            .collect();
+        for handle in open {
+            if handle.moved_on() {
+                handle.changed.store(false, Ordering::Relaxed);
+                self.notify_changed(handle.ino.fd());
+            }
+        }
     }
 
     pub fn source(&self) -> &Path {
@@ -441,16 +489,24 @@ impl Passthrough {
         Ok(entry)
     }
 
-    fn add_handle(&self, file: File, ino: Arc<Inode>, changed: bool) -> u64 {
+    fn add_handle(
+        &self,
+        file: File,
+        ino: Arc<Inode>,
+        flags: i32,
+        changed: bool,
+    ) -> io::Result<u64> {
+        let seen = Seen::of(&sys::fstat(file.as_fd())?);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(Handle {
             file,
             ino,
+            writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
             changed: AtomicBool::new(changed),
-            reported: Mutex::new(std::time::Instant::now()),
+            seen: Mutex::new(seen),
         });
         lock(&self.handles).insert(fh, handle);
-        fh
+        Ok(fh)
     }
 
     pub fn open(&self, ino: u64, flags: i32) -> io::Result<u64> {
@@ -462,7 +518,7 @@ impl Passthrough {
             0,
         )?;
         let truncates = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
-        Ok(self.add_handle(File::from(fd), inode, truncates))
+        self.add_handle(File::from(fd), inode, flags, truncates)
     }
 
     pub fn create(
@@ -501,7 +557,7 @@ impl Passthrough {
         )?;
         let entry = self.entry_for(path_fd)?;
         let inode = self.inode(entry.ino)?;
-        let fh = self.add_handle(File::from(fd), inode, true);
+        let fh = self.add_handle(File::from(fd), inode, flags, true)?;
         Ok((entry, fh))
     }
 
@@ -528,14 +584,6 @@ impl Passthrough {
         let handle = self.handle(fh)?;
         handle.changed.store(true, Ordering::Relaxed);
         handle.file.write_all_at(data, offset)?;
-        if !self.report_open_every.is_zero() {
-            let mut reported = lock(&handle.reported);
-            if reported.elapsed() >= self.report_open_every {
-                *reported = std::time::Instant::now();
-                drop(reported);
-                self.notify_changed(handle.ino.fd());
-            }
-        }
         Ok(data.len() as u32)
     }
 
@@ -562,10 +610,23 @@ impl Passthrough {
         let handle = lock(&self.handles)
             .remove(&fh)
             .ok_or_else(|| errno(libc::EBADF))?;
-        if handle.changed.load(Ordering::Relaxed) {
+        // Both checks run: `moved_on` also catches writes that never reached the daemon.
+        let moved = handle.writable && handle.moved_on();
+        if handle.changed.load(Ordering::Relaxed) || moved {
             self.notify_changed(handle.ino.fd());
         }
         Ok(())
+    }
+
+    /// Lends an open handle's backing file, e.g. for the kernel to read and write it directly.
+    pub fn with_backing_file<R>(&self, fh: u64, f: impl FnOnce(&File) -> R) -> io::Result<R> {
+        Ok(f(&self.handle(fh)?.file))
+    }
+
+    /// `lseek` on the backing file, for `SEEK_DATA` and `SEEK_HOLE`: the offset of the next
+    /// data or hole at or after `offset`.
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> io::Result<i64> {
+        sys::lseek(self.handle(fh)?.file.as_fd(), offset, whence)
     }
 
     pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> io::Result<()> {

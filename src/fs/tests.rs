@@ -237,3 +237,61 @@ fn unlink_reports_regular_files_only() {
     fs.unlink(ROOT, OsStr::new("link")).unwrap();
     assert_eq!(*sink.1.lock().unwrap(), vec![PathBuf::from("f")]);
 }
+
+/// With kernel passthrough (or a shared mapping) writes reach the backing file without the
+/// daemon seeing them: here they are made on the source directly.
+#[test]
+fn writes_the_daemon_never_saw_are_reported_at_release() {
+    let (dir, fs, sink) = setup();
+    let path = dir.path().join("direct.txt");
+    std::fs::write(&path, b"before").unwrap();
+    let e = fs.lookup(ROOT, OsStr::new("direct.txt")).unwrap();
+
+    let untouched = fs.open(e.ino, libc::O_RDWR).unwrap();
+    fs.release(untouched).unwrap();
+    assert!(
+        sink.0.lock().unwrap().is_empty(),
+        "a writable handle that changed nothing reports nothing"
+    );
+
+    let fh = fs.open(e.ino, libc::O_WRONLY).unwrap();
+    // Same size: only the times tell.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(b"AFTER!", 0)
+        .unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(*sink.0.lock().unwrap(), vec![PathBuf::from("direct.txt")]);
+
+    // A read-only handle is never the writer, whatever happened meanwhile.
+    let ro = fs.open(e.ino, libc::O_RDONLY).unwrap();
+    std::fs::write(&path, b"third").unwrap();
+    fs.release(ro).unwrap();
+    assert_eq!(sink.0.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn open_writers_are_reported_once_per_change() {
+    let (dir, fs, sink) = setup();
+    let path = dir.path().join("log.txt");
+    std::fs::write(&path, b"").unwrap();
+    let e = fs.lookup(ROOT, OsStr::new("log.txt")).unwrap();
+    let fh = fs.open(e.ino, libc::O_WRONLY | libc::O_APPEND).unwrap();
+    fs.report_open_writers();
+    assert!(sink.0.lock().unwrap().is_empty(), "nothing changed yet");
+
+    fs.write(fh, 0, b"line 1\n").unwrap();
+    fs.report_open_writers();
+    fs.report_open_writers();
+    assert_eq!(sink.0.lock().unwrap().len(), 1, "one change, one report");
+
+    fs.release(fh).unwrap();
+    assert_eq!(
+        sink.0.lock().unwrap().len(),
+        1,
+        "nothing changed since the last report"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"line 1\n");
+}
