@@ -9,7 +9,8 @@
 # What it does:
 #   1. installs missing Debian packages (fuse3, clamav-daemon, clamdscan, gnupg,
 #      zstd, curl, clang, libclang-dev, nettle-dev, pkg-config, prometheus, ...)
-#      and s3s-fs (the local S3 server used by the integration tests);
+#      s3s-fs (the local S3 server used by the integration tests) and pjdfstest
+#      (the POSIX suite run against the mount);
 #   2. checks that /dev/fuse exists and that we run as root (FUSE mounts);
 #   3. runs cargo fmt --check, cargo clippy -D warnings and cargo test.
 #
@@ -18,6 +19,7 @@
 # (exported below; override them if needed):
 #   BACKUPFS_TEST_CONFIG_DIR  repo config dir (ClamAV test signatures in clamav/)
 #   BACKUPFS_TEST_S3S_FS      path of the s3s-fs binary
+#   BACKUPFS_TEST_PJDFSTEST   path of the pjdfstest binary
 #   BACKUPFS_TEST_CLAMD       path of the clamd binary
 # No network traffic leaves 127.0.0.1 (AWS_EC2_METADATA_DISABLED=true).
 #
@@ -50,8 +52,9 @@ esac
 step "checking system packages"
 bfs_ensure_packages
 bfs_ensure_rust
-step "checking s3s-fs"
+step "checking s3s-fs and pjdfstest"
 bfs_ensure_s3s_fs
+bfs_ensure_pjdfstest
 
 step "checking /dev/fuse"
 if [[ ! -c /dev/fuse ]]; then
@@ -69,6 +72,8 @@ fi
 export BACKUPFS_TEST_CONFIG_DIR=${BACKUPFS_TEST_CONFIG_DIR:-$repo/config}
 BACKUPFS_TEST_S3S_FS=${BACKUPFS_TEST_S3S_FS:-$(bfs_find_s3s_fs)}
 export BACKUPFS_TEST_S3S_FS
+BACKUPFS_TEST_PJDFSTEST=${BACKUPFS_TEST_PJDFSTEST:-$(bfs_find_cargo_tool pjdfstest)}
+export BACKUPFS_TEST_PJDFSTEST
 if [[ -z ${BACKUPFS_TEST_CLAMD:-} ]]; then
     BACKUPFS_TEST_CLAMD=$(command -v clamd 2>/dev/null || echo /usr/sbin/clamd)
 fi

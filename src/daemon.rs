@@ -267,6 +267,18 @@ fn mount(settings: &Settings, fs: Arc<Passthrough>) -> anyhow::Result<fuser::Bac
             mountpoint.display()
         );
     }
+    if cfg.mount.passthrough == crate::config::Passthrough::On {
+        if !crate::sys::has_cap_sys_admin() {
+            bail!("mount.passthrough = \"on\": kernel passthrough needs CAP_SYS_ADMIN (run as root), or set it to \"auto\"");
+        }
+        if let Some(release) = kernel_release().filter(|&(major, minor)| (major, minor) < (6, 9)) {
+            bail!(
+                "mount.passthrough = \"on\": kernel passthrough needs Linux 6.9 or later, this is {}.{}; set it to \"auto\"",
+                release.0,
+                release.1
+            );
+        }
+    }
     let mut options = fuser::Config::default();
     options.mount_options = vec![
         MountOption::FSName(cfg.mount.source.display().to_string()),
@@ -284,6 +296,15 @@ fn mount(settings: &Settings, fs: Arc<Passthrough>) -> anyhow::Result<fuser::Bac
     session
         .spawn()
         .with_context(|| format!("mount.mountpoint {}: cannot start", mountpoint.display()))
+}
+
+/// The running kernel's major and minor version.
+fn kernel_release() -> Option<(u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// Every `every`, reports files that handles still open have changed (a log kept open for

@@ -30,9 +30,11 @@ BFS_CONFIG_DIR=${BACKUPFS_TEST_CONFIG_DIR:-$BFS_REPO_ROOT/config}
 
 # Versions / package lists.
 BFS_S3S_FS_VERSION=0.14.1
+BFS_PJDFSTEST_VERSION=0.2.2
 BFS_APT_PACKAGES=(
     fuse3 clamav-daemon clamdscan gnupg zstd curl ca-certificates clang libclang-dev
     nettle-dev libssl-dev pkg-config build-essential prometheus time python3
+    git rsync sqlite3 attr tar bindfs
 )
 
 bfs_log() {
@@ -169,14 +171,14 @@ bfs_ensure_rust() {
     return 0
 }
 
-# Locate s3s-fs on PATH or in ~/.cargo/bin; prints the path.
-bfs_find_s3s_fs() {
+# bfs_find_cargo_tool NAME: prints the path of NAME, on PATH or in ~/.cargo/bin.
+bfs_find_cargo_tool() {
     local p
-    if p=$(command -v s3s-fs 2>/dev/null); then
+    if p=$(command -v "$1" 2>/dev/null); then
         printf '%s\n' "$p"
         return 0
     fi
-    p=${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs
+    p=${CARGO_HOME:-$HOME/.cargo}/bin/$1
     if [[ -x $p ]]; then
         printf '%s\n' "$p"
         return 0
@@ -184,23 +186,40 @@ bfs_find_s3s_fs() {
     return 1
 }
 
-# Installs s3s-fs (the S3 server used by tests and the demo) when it is missing.
-bfs_ensure_s3s_fs() {
-    local p
-    if p=$(bfs_find_s3s_fs); then
+# bfs_ensure_cargo_tool NAME VERSION [CARGO INSTALL ARGS...]
+# Installs crate NAME at VERSION with `cargo install --locked` unless its binary is present.
+bfs_ensure_cargo_tool() {
+    local name=$1 version=$2 p
+    shift 2
+    if p=$(bfs_find_cargo_tool "$name"); then
         return 0
     fi
     bfs_ensure_rust || return 1
-    bfs_log "installing s3s-fs $BFS_S3S_FS_VERSION with cargo (takes a few minutes)"
-    if ! cargo install "s3s-fs@$BFS_S3S_FS_VERSION" --locked --features binary; then
-        bfs_err "cargo install s3s-fs@$BFS_S3S_FS_VERSION failed"
+    bfs_log "installing $name $version with cargo (takes a few minutes)"
+    if ! cargo install "$name@$version" --locked "$@"; then
+        bfs_err "cargo install $name@$version failed"
         return 1
     fi
-    if ! p=$(bfs_find_s3s_fs); then
-        bfs_err "s3s-fs was installed but is not on PATH or in ~/.cargo/bin"
+    if ! p=$(bfs_find_cargo_tool "$name"); then
+        bfs_err "$name was installed but is not on PATH or in ~/.cargo/bin"
         return 1
     fi
-    bfs_log "s3s-fs installed at $p"
+    bfs_log "$name installed at $p"
+}
+
+# Locate s3s-fs on PATH or in ~/.cargo/bin; prints the path.
+bfs_find_s3s_fs() {
+    bfs_find_cargo_tool s3s-fs
+}
+
+# Installs s3s-fs (the S3 server used by tests and the demo) when it is missing.
+bfs_ensure_s3s_fs() {
+    bfs_ensure_cargo_tool s3s-fs "$BFS_S3S_FS_VERSION" --features binary
+}
+
+# Installs pjdfstest (the POSIX test suite run against the mount) when it is missing.
+bfs_ensure_pjdfstest() {
+    bfs_ensure_cargo_tool pjdfstest "$BFS_PJDFSTEST_VERSION"
 }
 
 # ---------------------------------------------------------------------------
@@ -503,7 +522,9 @@ bfs_bench_prepare() {
 
 # bfs_bench_traps
 # Installs the clean-up every benchmark needs, whatever way it ends: stops the daemon
-# (DAEMON_PID) and, if set, the process timing it (TIME_PID), then bfs_bench_teardown WORK.
+# (DAEMON_PID), the process timing it (TIME_PID) and the further processes listed in
+# BFS_BENCH_PIDS (space-separated: a second daemon, a bindfs), if set, then
+# bfs_bench_teardown WORK.
 bfs_bench_traps() {
     trap bfs_bench_cleanup EXIT
     trap 'exit 130' INT
@@ -514,22 +535,28 @@ bfs_bench_cleanup() {
     local rc=$?
     set +e
     trap - EXIT INT TERM
+    local pid
     bfs_stop_pid "${DAEMON_PID:-}" 60
     bfs_stop_pid "${TIME_PID:-}" 10
+    for pid in ${BFS_BENCH_PIDS:-}; do
+        bfs_stop_pid "$pid" 60
+    done
     bfs_bench_teardown "${WORK:-}"
     exit "$rc"
 }
 
-# bfs_bench_config DIR PREFIX PASSFILE METRICS_LISTEN [MAX_STREAM] [EXTRA_TOML]
+# bfs_bench_config DIR PREFIX PASSFILE METRICS_LISTEN [MAX_STREAM] [EXTRA_TOML] [MOUNT_TOML]
 # Writes DIR/backupfs.toml for a benchmark: source, mnt, state and logs under DIR, the clamd
 # and S3 server started before, bucket "backups" with PREFIX, metrics on METRICS_LISTEN
-# ("" for none), scan.max-stream-size MAX_STREAM (default 25MiB), then EXTRA_TOML.
+# ("" for none), scan.max-stream-size MAX_STREAM (default 25MiB), then EXTRA_TOML (whole
+# sections). MOUNT_TOML holds further keys of the [mount] section (e.g. passthrough).
 bfs_bench_config() {
     local dir=${1:?usage: bfs_bench_config DIR PREFIX PASSFILE METRICS_LISTEN} prefix=$2
     cat >"$dir/backupfs.toml" <<CONF
 [mount]
 source = "source"
 mountpoint = "mnt"
+${7:-}
 [state]
 dir = "state"
 [log]
@@ -554,18 +581,18 @@ ${6:-}
 CONF
 }
 
-# bfs_bench_setup NAME METRICS_LISTEN [EXTRA_TOML]
+# bfs_bench_setup NAME METRICS_LISTEN [EXTRA_TOML] [MOUNT_TOML]
 # The stack most benchmarks run on: makes WORK (a new /tmp/backupfs-NAME.XXXXXX, assigned to
 # the caller's WORK), starts clamd and the S3 server, writes a passphrase and
 # WORK/backupfs.toml (prefix "bench", see bfs_bench_config).
 bfs_bench_setup() {
-    local name=${1:?usage: bfs_bench_setup NAME METRICS_LISTEN [EXTRA_TOML]}
+    local name=${1:?usage: bfs_bench_setup NAME METRICS_LISTEN [EXTRA_TOML] [MOUNT_TOML]}
     WORK=$(mktemp -d "/tmp/backupfs-$name.XXXXXX") || return 1
     mkdir -p "$WORK/source" "$WORK/mnt"
     bfs_start_clamd "$WORK/clamd" >/dev/null || return 1
     bfs_start_s3 "$WORK" backups >/dev/null || return 1
     (umask 077 && head -c 24 /dev/urandom | base64 >"$WORK/passphrase")
-    bfs_bench_config "$WORK" bench "$WORK/passphrase" "$2" "" "${3:-}"
+    bfs_bench_config "$WORK" bench "$WORK/passphrase" "$2" "" "${3:-}" "${4:-}"
 }
 
 # bfs_mounts_under DIR

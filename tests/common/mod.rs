@@ -98,7 +98,8 @@ pub struct Clamd {
 }
 
 impl Clamd {
-    pub fn start(dir: &Path, stream_max: &str) -> Self {
+    /// `max_size` is clamd's MaxScanSize and MaxFileSize: what it reads of one stream.
+    pub fn start(dir: &Path, stream_max: &str, max_size: &str) -> Self {
         let db = dir.join("db");
         std::fs::create_dir_all(&db).unwrap();
         for entry in std::fs::read_dir(config_dir().join("clamav")).unwrap() {
@@ -114,7 +115,8 @@ impl Clamd {
             &conf,
             format!(
                 "Foreground yes\nDatabaseDirectory {}\nLocalSocket {}\nTemporaryDirectory {}\n\
-                 LogFile {}\nStreamMaxLength {stream_max}\nMaxScanSize 512M\nMaxFileSize 512M\n",
+                 LogFile {}\nStreamMaxLength {stream_max}\nMaxScanSize {max_size}\n\
+                 MaxFileSize {max_size}\n",
                 db.display(),
                 socket.display(),
                 tmp.display(),
@@ -222,6 +224,8 @@ pub struct Options {
     pub max_file_size: &'static str,
     /// clamd's own StreamMaxLength.
     pub clamd_stream_max: &'static str,
+    /// clamd's MaxScanSize and MaxFileSize: larger streams are accepted but not scanned.
+    pub clamd_max_size: &'static str,
     /// `scan.max-stream-size`: what backupfs believes clamd accepts.
     pub max_stream_size: &'static str,
     /// Extra lines for the `[destination]` section.
@@ -244,6 +248,10 @@ pub struct Options {
     pub state_extra: String,
     /// The `[catalog]` section's lines.
     pub catalog: &'static str,
+    /// `mount.passthrough`: "auto", "on" or "off".
+    pub passthrough: &'static str,
+    /// `mount.allow-other`: other users may use the mount, with the kernel's permission checks.
+    pub allow_other: bool,
 }
 
 impl Default for Options {
@@ -251,6 +259,7 @@ impl Default for Options {
         Self {
             max_file_size: "5GiB",
             clamd_stream_max: "64M",
+            clamd_max_size: "512M",
             max_stream_size: "64MiB",
             destination_extra: "",
             allowed: None,
@@ -263,6 +272,8 @@ impl Default for Options {
             max_delay: "5s",
             state_extra: String::new(),
             catalog: "flush-interval = \"300ms\"",
+            passthrough: "auto",
+            allow_other: false,
         }
     }
 }
@@ -301,7 +312,11 @@ impl Stack {
         let (source, mnt) = (root.join("source"), root.join("mnt"));
         std::fs::create_dir_all(&source).unwrap();
         std::fs::create_dir_all(&mnt).unwrap();
-        let clamd = Clamd::start(&root.join("clamd"), opts.clamd_stream_max);
+        let clamd = Clamd::start(
+            &root.join("clamd"),
+            opts.clamd_stream_max,
+            opts.clamd_max_size,
+        );
         let s3 = S3::start(&root);
         let passphrase = root.join("passphrase");
         std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
@@ -751,6 +766,8 @@ fn config_text(root: &Path, clamd: &Clamd, s3: &S3, metrics_port: u16, opts: &Op
 [mount]
 source = "source"
 mountpoint = "mnt"
+passthrough = "{passthrough}"
+allow-other = {allow_other}
 [state]
 dir = "state"
 {state_extra}
@@ -800,6 +817,8 @@ listen = "127.0.0.1:{metrics_port}"
         state_extra = opts.state_extra,
         catalog = opts.catalog,
         destination = destination_text(root, s3, opts),
+        passthrough = opts.passthrough,
+        allow_other = opts.allow_other,
     )
 }
 
