@@ -215,3 +215,152 @@ fn pjdfstest_with_kernel_passthrough_matches_the_plain_directory() {
 fn pjdfstest_through_the_daemon_matches_the_plain_directory() {
     suite_matches_native("off");
 }
+
+/// Runs `cmd` as `nobody:nogroup` with no supplementary groups.
+fn as_nobody(cmd: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(cmd)
+        .output()
+        .expect("run setpriv")
+}
+
+/// Acceptance: the kernel checks permissions on an `allow-other` mount, so the daemon
+/// running as root never reads a file for a user who may not.
+#[test]
+fn nobody_cannot_read_another_users_private_file() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut stack = Stack::with(Options {
+        allow_other: true,
+        ..Options::default()
+    });
+    stack.mount();
+    std::fs::set_permissions(stack.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&stack.mnt, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let private = stack.put_file("private.txt", b"only for daemon\n");
+    // Owned by the `daemon` user (uid 1), readable by it alone.
+    std::os::unix::fs::chown(&private, Some(1), Some(1)).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let meta = std::fs::metadata(stack.source.join("private.txt")).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (1, 0o600));
+
+    let cat = as_nobody(&["cat", private.to_str().unwrap()]);
+    assert!(
+        !cat.status.success(),
+        "nobody read a 0600 file of another user"
+    );
+    let err = String::from_utf8_lossy(&cat.stderr);
+    assert!(
+        err.contains("Permission denied"),
+        "expected EACCES, got: {err}"
+    );
+    assert!(cat.stdout.is_empty());
+
+    // The same user can read a file that allows it, so the refusal above is the permission
+    // check and not a mount nobody can use at all.
+    let public = stack.put_file("public.txt", b"for everyone\n");
+    let cat = as_nobody(&["cat", public.to_str().unwrap()]);
+    assert!(
+        cat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
+    assert_eq!(cat.stdout, b"for everyone\n");
+
+    // A file nobody creates through the mount is nobody's, as on any filesystem, although
+    // the daemon that creates it in the source runs as root.
+    let made = stack.mnt.join("made-by-nobody.txt");
+    let out = as_nobody(&[
+        "sh",
+        "-c",
+        "umask 027; echo mine > \"$1\"; mkdir \"$1.d\"",
+        "sh",
+        made.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, mode) in [
+        ("made-by-nobody.txt", 0o640),
+        ("made-by-nobody.txt.d", 0o750),
+    ] {
+        let meta = std::fs::symlink_metadata(stack.source.join(name)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (65534, 65534, mode),
+            "{name} in the source"
+        );
+    }
+}
+
+/// Symlinks in the source are served as symlinks: changing one through the mount changes the
+/// link, never its target outside the source, and the pipeline never backs up a target.
+#[test]
+fn symlinks_in_the_source_never_lead_outside_it() {
+    use std::os::unix::fs::MetadataExt;
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, b"must never be backed up\n").unwrap();
+    let before = std::fs::metadata(&secret).unwrap();
+
+    let mut stack = Stack::start();
+    std::os::unix::fs::symlink(&secret, stack.source.join("file-link")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), stack.source.join("dir-link")).unwrap();
+    stack.mount();
+
+    let link = stack.mnt.join("file-link");
+    let status = Command::new("touch")
+        .args(["-h", "-d", "2001-02-03 04:05:06"])
+        .arg(&link)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let link_meta = std::fs::symlink_metadata(stack.source.join("file-link")).unwrap();
+    assert_eq!(
+        link_meta.mtime(),
+        981_173_106,
+        "the link itself took the time"
+    );
+    assert_eq!(link_meta.uid(), 65534, "the link itself took the owner");
+    let after = std::fs::metadata(&secret).unwrap();
+    assert_eq!(
+        (after.mtime(), after.mtime_nsec(), after.uid()),
+        (before.mtime(), before.mtime_nsec(), before.uid()),
+        "the target outside the source was touched"
+    );
+    // Extended attributes cannot be set on a symlink (Linux allows no user.* there), and
+    // setting one must not land on the target either.
+    let out = Command::new("setfattr")
+        .args(["-h", "-n", "user.x", "-v", "1"])
+        .arg(&link)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let xattr = Command::new("getfattr")
+        .args(["-n", "user.x"])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert!(!xattr.status.success(), "the target got the attribute");
+
+    // A real file next to them is backed up; neither link nor anything behind them is.
+    stack.put_file("real.txt", b"a real file\n");
+    stack.wait_audit("real.txt");
+    stack.stop_daemon();
+    let catalog = stack.catalog();
+    assert!(catalog.contains_key("real.txt"));
+    for path in catalog.keys() {
+        assert!(
+            !path.contains("link") && !path.contains("secret"),
+            "backed up {path}"
+        );
+    }
+    let log = stack.log_file();
+    assert!(
+        !log.contains("secret.txt"),
+        "the pipeline looked at the target"
+    );
+}
