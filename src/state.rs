@@ -279,12 +279,65 @@ const SCHEMA: &str = "
         published INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX IF NOT EXISTS removals_path ON removals(path);
+    CREATE INDEX IF NOT EXISTS files_inode ON files(dev, ino);
     CREATE TABLE IF NOT EXISTS legacy_hashes (
         sha256 BLOB PRIMARY KEY,
         path TEXT NOT NULL,
         time TEXT NOT NULL
     );
 ";
+
+/// Queues `path` to be read once `not_before_ms` has passed; a job already queued for it is
+/// brought forward, never later than `max_delay_ms` after it was first queued.
+fn enqueue_in(
+    conn: &Connection,
+    path: &[u8],
+    now_ms: i64,
+    not_before_ms: i64,
+    max_delay_ms: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO jobs (path, queued_at_ms, not_before_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT(path) DO UPDATE SET
+            generation = generation + 1,
+            state = 'pending',
+            not_before_ms = MIN(?3, queued_at_ms + ?4)",
+    )?
+    .execute(params![path, now_ms, not_before_ms, max_delay_ms])
+    .map(drop)
+}
+
+/// A file with several names changes under all of them, yet only the name it was written
+/// through is reported. Every other name recorded with the same inode whose recorded state
+/// no longer matches `st` is queued at once.
+fn requeue_other_links(
+    tx: &Connection,
+    path: &Path,
+    st: &FileStat,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    let stale: Vec<Vec<u8>> = tx
+        .prepare_cached(
+            "SELECT path FROM files WHERE dev = ?1 AND ino = ?2 AND path != ?3
+               AND (size != ?4 OR mtime_ns != ?5 OR ctime_ns != ?6)",
+        )?
+        .query_map(
+            params![
+                st.dev as i64,
+                st.ino as i64,
+                path_bytes(path),
+                st.size as i64,
+                st.mtime_ns,
+                st.ctime_ns
+            ],
+            |r| r.get(0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    for other in stale {
+        enqueue_in(tx, &other, now_ms, now_ms, 0)?;
+    }
+    Ok(())
+}
 
 fn path_bytes(p: &Path) -> &[u8] {
     p.as_os_str().as_encoded_bytes()
@@ -451,17 +504,14 @@ impl State {
         settle_ms: i64,
         max_delay_ms: i64,
     ) -> Result<(), StateError> {
-        self.conn()
-            .execute(
-                "INSERT INTO jobs (path, queued_at_ms, not_before_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(path) DO UPDATE SET
-                    generation = generation + 1,
-                    state = 'pending',
-                    not_before_ms = MIN(?3, queued_at_ms + ?4)",
-                params![path_bytes(path), now_ms, now_ms + settle_ms, max_delay_ms],
-            )
-            .map(drop)
-            .map_err(|e| self.db_err(e))
+        enqueue_in(
+            &self.conn(),
+            path_bytes(path),
+            now_ms,
+            now_ms + settle_ms,
+            max_delay_ms,
+        )
+        .map_err(|e| self.db_err(e))
     }
 
     /// Moves queued jobs with a file or directory: `from` itself and everything below it.
@@ -631,6 +681,9 @@ impl State {
                 )?,
                 None => tx.execute("DELETE FROM files WHERE path = ?1", params![path_bytes(&job.path)])?,
             };
+            if let Some((st, _)) = done.seen {
+                requeue_other_links(tx, &job.path, &st, now_ms)?;
+            }
             tx.execute(
                 "DELETE FROM jobs WHERE id = ?1 AND generation = ?2",
                 params![job.id, job.generation],
