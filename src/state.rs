@@ -514,6 +514,21 @@ impl State {
         .map_err(|e| self.db_err(e))
     }
 
+    /// Queues many files in one transaction: each `(path, pushed_ms, not_before_ms)` as
+    /// [`State::enqueue`] would.
+    pub fn enqueue_all(
+        &self,
+        batch: &[(PathBuf, i64, i64)],
+        max_delay_ms: i64,
+    ) -> Result<(), StateError> {
+        self.tx(|tx| {
+            for (path, at_ms, not_before_ms) in batch {
+                enqueue_in(tx, path_bytes(path), *at_ms, *not_before_ms, max_delay_ms)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Moves queued jobs with a file or directory: `from` itself and everything below it.
     /// Returns whether any job moved. A job already queued under the new name absorbs the
     /// moved one.

@@ -193,6 +193,16 @@ pub fn chmod_path(path: &Path, mode: u32) -> io::Result<()> {
     check(unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop)
 }
 
+/// `fchmod` where `fd` allows it; an `O_PATH` descriptor does not, so those go through their
+/// `/proc/self/fd` link.
+pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: plain syscall on a descriptor we borrow for its duration.
+    match check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }) {
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => chmod_path(&proc_fd_path(fd), mode),
+        other => other.map(drop),
+    }
+}
+
 /// `None` leaves a time unchanged; `Some(None)` sets it to now.
 pub type TimeSpec = Option<Option<(i64, i64)>>;
 

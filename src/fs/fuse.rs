@@ -23,6 +23,11 @@ use super::{Caller, Passthrough, SetAttr};
 use crate::config::Passthrough as Mode;
 use crate::sys;
 
+/// How every regular file is opened: no FLUSH request at each close(2). Writes reach the
+/// backing file at once, so there is nothing to flush, and the release that follows reports
+/// the change.
+const OPENED: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
+
 /// Owns the passthrough on behalf of the kernel session.
 pub struct FuseAdapter {
     fs: Arc<Passthrough>,
@@ -236,6 +241,16 @@ impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // Large writes: up to 1 MiB per request where the kernel allows it.
         let _ = config.set_max_write(1 << 20);
+        // Lookups in one directory may run at once; open(O_TRUNC) arrives as one request
+        // rather than an open and a truncation; symlink targets never change, so the kernel
+        // may keep them. Each is only asked for where the kernel offers it.
+        for wanted in [
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            let _ = config.add_capabilities(wanted);
+        }
         if self.mode == Mode::Off {
             tracing::info!("kernel passthrough off (mount.passthrough); file reads and writes go through the daemon");
             return Ok(());
@@ -415,9 +430,9 @@ impl Filesystem for FuseAdapter {
             |r, fh| match self.register(ino.0, fh, |f| r.open_backing(f)) {
                 Some(backing) => {
                     let (id, _) = &backing.by_ino[&ino.0];
-                    r.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id)
+                    r.opened_passthrough(FileHandle(fh), OPENED, id)
                 }
-                None => r.opened(FileHandle(fh), FopenFlags::empty()),
+                None => r.opened(FileHandle(fh), OPENED),
             },
         );
     }
@@ -624,22 +639,9 @@ impl Filesystem for FuseAdapter {
             match self.register(e.ino, fh, |f| r.open_backing(f)) {
                 Some(backing) => {
                     let (id, _) = &backing.by_ino[&e.ino];
-                    r.created_passthrough(
-                        &ttl,
-                        &attr,
-                        Generation(0),
-                        FileHandle(fh),
-                        FopenFlags::empty(),
-                        id,
-                    )
+                    r.created_passthrough(&ttl, &attr, Generation(0), FileHandle(fh), OPENED, id)
                 }
-                None => r.created(
-                    &ttl,
-                    &attr,
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                ),
+                None => r.created(&ttl, &attr, Generation(0), FileHandle(fh), OPENED),
             }
         });
     }

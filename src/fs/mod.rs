@@ -354,7 +354,7 @@ impl Passthrough {
             if st.st_mode & 0o777 != mode & 0o777 {
                 // Only permission bits: special bits stay as the kernel set them.
                 let wanted = (st.st_mode & 0o7000) | (mode & 0o777);
-                sys::chmod_path(&sys::proc_fd_path(fd), wanted)?;
+                sys::chmod_fd(fd, wanted)?;
             }
         }
         Ok(())
@@ -495,8 +495,12 @@ impl Passthrough {
         ino: Arc<Inode>,
         flags: i32,
         changed: bool,
+        st: Option<&sys::Stat>,
     ) -> io::Result<u64> {
-        let seen = Seen::of(&sys::fstat(file.as_fd())?);
+        let seen = match st {
+            Some(st) => Seen::of(st),
+            None => Seen::of(&sys::fstat(file.as_fd())?),
+        };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(Handle {
             file,
@@ -518,7 +522,7 @@ impl Passthrough {
             0,
         )?;
         let truncates = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
-        self.add_handle(File::from(fd), inode, flags, truncates)
+        self.add_handle(File::from(fd), inode, flags, truncates, None)
     }
 
     pub fn create(
@@ -557,7 +561,7 @@ impl Passthrough {
         )?;
         let entry = self.entry_for(path_fd)?;
         let inode = self.inode(entry.ino)?;
-        let fh = self.add_handle(File::from(fd), inode, flags, true)?;
+        let fh = self.add_handle(File::from(fd), inode, flags, true, Some(&entry.stat))?;
         Ok((entry, fh))
     }
 

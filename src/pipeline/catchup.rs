@@ -44,6 +44,7 @@ pub fn run(source: &Path, queue: &Queue, metrics: &Metrics) -> Result<Summary, S
         summary: Summary::default(),
     };
     walk.dir(source);
+    queue.commit();
     metrics.catchup_running.set(0);
     let s = walk.summary;
     tracing::info!(

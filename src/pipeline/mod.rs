@@ -145,6 +145,7 @@ impl Pipeline {
     pub fn shutdown(self, drain: Duration) -> u64 {
         let deadline = Instant::now() + drain;
         while Instant::now() < deadline {
+            self.queue.commit();
             let (pending, _) = self.queue.refresh_gauges();
             if pending == 0 && self.queue.in_flight() == 0 {
                 break;

@@ -1,14 +1,17 @@
 //! The job queue: durable rows in the state database, plus which jobs workers hold now.
 //!
-//! The mount pushes a path when a handle that changed it is released; the row is committed
-//! before `release` returns. A path closed again while it waits is not queued twice: its
+//! The mount pushes a path when a handle that changed it is released. Pushes are committed
+//! in batches by a thread of their own, so a burst of small files costs one transaction per
+//! batch rather than per file, and a FUSE thread never waits for the database. A crash
+//! before a batch is committed loses nothing: catch-up at the next start finds those files,
+//! whose recorded state is stale. A path closed again while it waits is not queued twice: its
 //! settle time moves on, bounded by the maximum delay, so a file rewritten in a burst is
 //! backed up once per settled version and a file that never stops changing is still backed
 //! up at least every `pipeline.max-delay`.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use crate::fs::ChangeSink;
@@ -23,6 +26,15 @@ pub struct Queue {
     /// Jobs a worker holds now, with when it took them; never handed to a second worker.
     claimed: Mutex<HashMap<i64, i64>>,
     wake: Condvar,
+    /// Pushes not yet committed: path, when pushed, and from when it may run (ms).
+    pending: Mutex<Vec<(PathBuf, i64, i64)>>,
+    pushed: Condvar,
+    /// Held while a batch is taken and committed, so batches land in push order.
+    committing: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn now_ms() -> i64 {
@@ -38,14 +50,44 @@ impl Queue {
         settle: Duration,
         max_delay: Duration,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let queue = Arc::new(Self {
             state,
             metrics,
             settle_ms: settle.as_millis() as i64,
             max_delay_ms: max_delay.as_millis() as i64,
             claimed: Mutex::default(),
             wake: Condvar::new(),
-        })
+            pending: Mutex::default(),
+            pushed: Condvar::new(),
+            committing: Mutex::default(),
+        });
+        let weak = Arc::downgrade(&queue);
+        if let Err(e) = std::thread::Builder::new()
+            .name("queue".into())
+            .spawn(move || commit_pushes(weak))
+        {
+            // Pushes are then committed by whoever needs them: renames, removals, the
+            // drain, and workers looking for work.
+            tracing::error!(error = %e, "cannot start the queue writer");
+        }
+        queue
+    }
+
+    /// Commits every push made so far. Returns once they are in the database.
+    pub fn commit(&self) {
+        let _order = lock(&self.committing);
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        if batch.is_empty() {
+            return;
+        }
+        match self.state.enqueue_all(&batch, self.max_delay_ms) {
+            Ok(()) => {
+                drop(_order);
+                self.wake.notify_all();
+            }
+            // Catch-up finds these files at the next start: their recorded state is stale.
+            Err(e) => tracing::error!(files = batch.len(), error = %e, "cannot queue files"),
+        }
     }
 
     pub fn state(&self) -> &Arc<State> {
@@ -67,22 +109,15 @@ impl Queue {
     }
 
     fn push_after(&self, path: &Path, settle_ms: i64) {
-        match self
-            .state
-            .enqueue(path, now_ms(), settle_ms, self.max_delay_ms)
-        {
-            Ok(()) => {
-                tracing::debug!(path = ?path, "queued");
-                self.wake.notify_one();
-            }
-            // Nothing more can be done on a FUSE thread; catch-up finds the file at the
-            // next start because its recorded state is stale.
-            Err(e) => tracing::error!(path = ?path, error = %e, "cannot queue file"),
-        }
+        tracing::debug!(path = ?path, "queued");
+        let now = now_ms();
+        lock(&self.pending).push((path.to_path_buf(), now, now + settle_ms));
+        self.pushed.notify_one();
     }
 
     /// Takes the oldest due job no other worker holds, waiting up to `timeout` for one.
     pub fn take(&self, timeout: Duration) -> Result<Option<JobRow>, StateError> {
+        self.commit();
         let mut claimed = self.claimed();
         let due = self.state.due_jobs(now_ms(), claimed.len() + 1)?;
         if let Some(job) = due.into_iter().find(|j| !claimed.contains_key(&j.id)) {
@@ -127,12 +162,33 @@ impl Queue {
     }
 }
 
+/// The queue's writer thread: commits pushes as they come, in batches; ends with the queue.
+fn commit_pushes(queue: Weak<Queue>) {
+    loop {
+        let Some(queue) = queue.upgrade() else {
+            return;
+        };
+        let pending = lock(&queue.pending);
+        let (pending, _) = queue
+            .pushed
+            .wait_timeout_while(pending, Duration::from_secs(1), |p| p.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
+        let any = !pending.is_empty();
+        drop(pending);
+        if any {
+            queue.commit();
+        }
+    }
+}
+
 impl ChangeSink for Queue {
     fn changed(&self, path: &Path) {
         self.push(path);
     }
 
     fn renamed(&self, from: &Path, to: &Path, regular_file: bool) {
+        // Jobs pushed before the rename must be in the database to move with it.
+        self.commit();
         // The old names are gone, and every file below them that was backed up is recorded
         // under its new name at once (a rename changes no content).
         let moved = match self.state.record_removal(from, Some(to), now_ms()) {
@@ -158,6 +214,7 @@ impl ChangeSink for Queue {
     }
 
     fn removed(&self, path: &Path) {
+        self.commit();
         if let Err(e) = self.state.record_removal(path, None, now_ms()) {
             tracing::error!(path = ?path, error = %e, "cannot record the removal");
         }
