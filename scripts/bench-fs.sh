@@ -107,6 +107,7 @@ declare -A DIR=(
 declare -A CONF=([bfs-pt]=$WORK/backupfs.toml [bfs-fuse]=$WORK/fuse-only/backupfs.toml)
 declare -A PID=()
 declare -A NA=()       # target -> why it cannot be measured
+declare -A SKIP=()     # workload:target -> set when that workload cannot run there
 declare -A DRAINED=()  # target -> seconds spent waiting for its queue
 VALUE=""
 RESULTS=$WORK/results.tsv
@@ -370,6 +371,7 @@ measure() {
     local w=$1 count=$2 sub=${3:-} rep t path
     for ((rep = 1; rep <= REPS; rep++)); do
         for t in "${TARGETS[@]}"; do
+            [[ -z ${SKIP[$w:$t]:-} ]] || continue
             usable "$t" || continue
             path=${DIR[$t]}
             [[ -n $sub ]] && path+=/$sub
@@ -408,19 +410,17 @@ for t in "${TARGETS[@]}"; do
     usable "$t" || continue
     run git-setup "$t" "${DIR[$t]}/repo" "$FILES"
     if [[ $VALUE == err ]]; then
-        NA[$t]="git repository set-up failed: $(tail -n 1 "$WORK/last.err" | cut -c1-200)"
+        SKIP[git:$t]=1
     fi
 done
 echo "git: status, after one warm-up"
 measure git "$FILES" repo
 elapsed=$(($(date +%s) - started))
 
-pt_on=$(if [[ -z ${NA[bfs-pt]:-} ]]; then passthrough_note bfs-pt; else echo "n/a"; fi)
-pt_off=$(if [[ -z ${NA[bfs-fuse]:-} ]]; then passthrough_note bfs-fuse; else echo "n/a"; fi)
 echo
 echo "kernel:                        $(uname -r)"
-echo "bfs-pt   (passthrough = on):   $pt_on"
-echo "bfs-fuse (passthrough = off):  $pt_off"
+echo "bfs-pt   (passthrough = on):   $(passthrough_note bfs-pt)"
+echo "bfs-fuse (passthrough = off):  $(passthrough_note bfs-fuse)"
 # backupfs holds a descriptor for every inode the kernel remembers, so this limit bounds
 # how many files the kernel may keep looked up through one mount.
 for t in bfs-pt bfs-fuse; do
