@@ -118,7 +118,34 @@ impl Attrs {
             mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
         }
     }
+
+    /// A directory's attributes. Its mode keeps the file-type bits (`S_IFDIR`): that is
+    /// how the catalog tells a directory from a file, whose mode holds permission bits only.
+    pub fn of_dir(st: &libc::stat) -> Self {
+        Self {
+            mode: libc::S_IFDIR | (st.st_mode & 0o7777),
+            ..Self::of(st)
+        }
+    }
+
+    /// [`Attrs::of_dir`] from metadata already read.
+    pub fn of_dir_meta(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            mode: libc::S_IFDIR | (meta.mode() & 0o7777),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
 }
+
+/// The classification a directory's catalog row carries; it has no content to classify.
+pub const DIR_CLASS: &str = "directory";
 
 /// A path removed from the source, as the catalog records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +156,8 @@ pub struct Removal {
     pub removed_ms: i64,
 }
 
-/// A catalog row as it is published to the destination.
+/// A catalog row as it is published to the destination: a version of a file, or of a
+/// directory (see [`CatalogRow::dir`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogRow {
     /// The version's id in the destination's catalog.
@@ -141,6 +169,27 @@ pub struct CatalogRow {
     pub attrs: Attrs,
     pub classification: String,
     pub backed_up_ms: i64,
+}
+
+impl CatalogRow {
+    /// A directory's version: its attributes only. It points at no object (`object` is
+    /// empty), so nothing may fetch, check or delete one for it.
+    pub fn dir(id: i64, path: PathBuf, attrs: Attrs, backed_up_ms: i64) -> Self {
+        Self {
+            id,
+            path,
+            sha256: [0; 32],
+            object: String::new(),
+            size: 0,
+            attrs,
+            classification: DIR_CLASS.to_string(),
+            backed_up_ms,
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.attrs.is_dir()
+    }
 }
 
 /// Content already in the destination.
@@ -353,6 +402,21 @@ fn below_end(dir: &[u8]) -> Vec<u8> {
     let mut end = dir.to_vec();
     end.push(b'/' + 1);
     end
+}
+
+/// When to record a new version of `path`: now, but after every version and removal of the
+/// path already recorded. Versions of one path are ordered by time, and a tie would leave
+/// the newest to the random ids: a directory made and then given its mode within one
+/// millisecond must come back with that mode.
+fn next_version_ms(tx: &Connection, path: &[u8], now_ms: i64) -> rusqlite::Result<i64> {
+    let last: Option<i64> = tx
+        .prepare_cached(
+            "SELECT MAX(t) FROM (
+                SELECT MAX(backed_up_ms) AS t FROM catalog WHERE path = ?1
+                UNION ALL SELECT MAX(removed_ms) FROM removals WHERE path = ?1)",
+        )?
+        .query_row(params![path], |r| r.get(0))?;
+    Ok(last.map_or(now_ms, |t| now_ms.max(t + 1)))
 }
 
 /// A fresh version id: random and positive, so ids never collide across a lost or rebuilt
@@ -759,11 +823,12 @@ impl State {
         })
     }
 
-    /// The newest catalog entry: (path, object, backup time in seconds).
+    /// The newest version of a file in the catalog: (path, object, backup time in seconds).
     pub fn last_backup(&self) -> Result<Option<(String, String, i64)>, StateError> {
         self.conn()
             .query_row(
-                "SELECT path, object, backed_up_at FROM catalog ORDER BY id DESC LIMIT 1",
+                "SELECT path, object, backed_up_at FROM catalog WHERE object != ''
+                 ORDER BY id DESC LIMIT 1",
                 [],
                 |r| {
                     let path: Vec<u8> = r.get(0)?;
@@ -820,7 +885,8 @@ impl State {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT sha256, path, MAX(backed_up_at) FROM catalog GROUP BY sha256 ORDER BY sha256",
+                "SELECT sha256, path, MAX(backed_up_at) FROM catalog WHERE object != ''
+                 GROUP BY sha256 ORDER BY sha256",
             )
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
@@ -874,12 +940,13 @@ impl State {
     }
 
     /// Records that `path` is gone from the source, and so is everything below it if it was
-    /// a directory: each path under it that has a backed-up version (and is not recorded as
-    /// removed since) gets a removal. Returns those paths.
+    /// a directory: each path under it that has a version, of a file or a directory (and is
+    /// not recorded as removed since), gets a removal. Returns those paths.
     ///
     /// With `moved_to` (a rename), each of those paths also gets a version under its new
     /// name at once: the same object and attributes as its newest version, since a rename
-    /// changes neither. Queued work for the new names still runs as usual.
+    /// changes neither. Directories move with their files this way. Queued work for the new
+    /// names still runs as usual.
     pub fn record_removal(
         &self,
         path: &Path,
@@ -890,32 +957,37 @@ impl State {
         let mut below = from.clone();
         below.push(b'/');
         self.tx(|tx| {
-            let live: Vec<Vec<u8>> = {
+            // Each live path, with its newest version's time.
+            let live: Vec<(Vec<u8>, i64)> = {
                 let mut stmt = tx.prepare(
-                    "SELECT c.path FROM catalog c
+                    "SELECT c.path, MAX(c.backed_up_ms) FROM catalog c
                      WHERE (c.path = ?1 OR (c.path > ?2 AND c.path < ?3))
                      GROUP BY c.path
                      HAVING MAX(c.backed_up_ms) > COALESCE(
                         (SELECT MAX(r.removed_ms) FROM removals r WHERE r.path = c.path), -1)",
                 )?;
-                let rows = stmt.query_map(params![from, below, below_end(&from)], |r| r.get(0))?;
+                let rows = stmt.query_map(params![from, below, below_end(&from)], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
-            for p in &live {
+            for (p, newest_ms) in &live {
+                // Never before the version it ends (recorded a moment ahead, maybe).
                 tx.execute(
                     "INSERT INTO removals (vid, path, removed_ms) VALUES (?1, ?2, ?3)",
-                    params![new_version_id(), p, now_ms],
+                    params![new_version_id(), p, now_ms.max(*newest_ms)],
                 )?;
                 let Some(to) = moved_to else { continue };
                 let mut new = path_bytes(to).to_vec();
                 new.extend_from_slice(&p[from.len()..]);
+                let at = next_version_ms(tx, &new, now_ms)?;
                 tx.execute(
                     "INSERT INTO catalog (path, sha256, object, size, mtime, classification,
                         backed_up_at, mode, uid, gid, mtime_ns, backed_up_ms, vid)
                      SELECT ?2, sha256, object, size, mtime, classification, ?3, mode, uid, gid,
                         mtime_ns, ?4, ?5
                      FROM catalog WHERE path = ?1 ORDER BY backed_up_ms DESC, id DESC LIMIT 1",
-                    params![p, new, now_ms / 1000, now_ms, new_version_id()],
+                    params![p, new, at.div_euclid(1000), at, new_version_id()],
                 )?;
                 tx.execute(
                     "UPDATE OR REPLACE files SET path = ?2 WHERE path = ?1",
@@ -926,7 +998,56 @@ impl State {
                 "DELETE FROM files WHERE path = ?1 OR (path > ?2 AND path < ?3)",
                 params![from, below, below_end(&from)],
             )?;
-            Ok(live.into_iter().map(path_from).collect())
+            Ok(live.into_iter().map(|(p, _)| path_from(p)).collect())
+        })
+    }
+
+    /// Records a version of directory `path` (`attrs` from [`Attrs::of_dir`]), unless the
+    /// catalog has it already: its newest row there is a directory with the same mode and
+    /// owner, not removed since. Returns whether a row was added. Cheap when nothing
+    /// changed: two indexed lookups and no write.
+    pub fn record_dir(&self, path: &Path, attrs: Attrs, now_ms: i64) -> Result<bool, StateError> {
+        debug_assert!(attrs.is_dir(), "record_dir wants Attrs::of_dir");
+        let p = path_bytes(path);
+        self.tx(|tx| {
+            let newest: Option<(u32, u32, u32, i64)> = tx
+                .prepare_cached(
+                    "SELECT mode, uid, gid, backed_up_ms FROM catalog WHERE path = ?1
+                     ORDER BY backed_up_ms DESC, id DESC LIMIT 1",
+                )?
+                .query_row(params![p], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            let removed_ms: Option<i64> = tx
+                .prepare_cached("SELECT MAX(removed_ms) FROM removals WHERE path = ?1")?
+                .query_row(params![p], |r| r.get(0))?;
+            if let Some((mode, uid, gid, at)) = newest {
+                let same = (mode, uid, gid) == (attrs.mode, attrs.uid, attrs.gid);
+                if same && removed_ms.is_none_or(|r| r < at) {
+                    return Ok(false);
+                }
+            }
+            let at = next_version_ms(tx, p, now_ms)?;
+            tx.prepare_cached(
+                "INSERT INTO catalog (path, sha256, object, size, mtime, classification,
+                    backed_up_at, mode, uid, gid, mtime_ns, backed_up_ms, vid)
+                 VALUES (?1, ?2, '', 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                p,
+                &[0u8; 32][..],
+                attrs.mtime_ns.div_euclid(1_000_000_000),
+                DIR_CLASS,
+                at.div_euclid(1000),
+                attrs.mode,
+                attrs.uid,
+                attrs.gid,
+                attrs.mtime_ns,
+                at,
+                new_version_id()
+            ])?;
+            Ok(true)
         })
     }
 
@@ -1039,6 +1160,9 @@ impl State {
                     r.attrs.mtime_ns.div_euclid(1_000_000_000),
                     r.backed_up_ms.div_euclid(1000)
                 ])?;
+                if r.is_dir() {
+                    continue;
+                }
                 content.execute(params![
                     &r.sha256[..],
                     r.object,

@@ -1,9 +1,10 @@
 //! The catalog in the destination: sealed files of JSON lines, one line per record.
 //!
-//! A batch holds `version` records (and, from a prune, `drop` records naming versions to
-//! forget). A snapshot starts with a `covers` record listing the batches merged into it,
-//! followed by every live version. Reading takes the newest snapshot plus every batch it
-//! does not cover; compaction writes a new snapshot and deletes what it covers.
+//! A batch holds `version` records for files, `dir` records for directories and `removed`
+//! records (and, from a prune, `drop` records naming versions to forget). A snapshot starts
+//! with a `covers` record listing the batches merged into it, followed by every live record.
+//! Reading takes the newest snapshot plus every batch it does not cover; compaction writes a
+//! new snapshot and deletes what it covers.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -21,6 +22,7 @@ use crate::state::{Attrs, CatalogRow, Removal};
 #[serde(tag = "type", rename_all = "kebab-case")]
 enum Line {
     Version(Record),
+    Dir(DirRecord),
     Removed(RemovedRecord),
     Drop { id: i64 },
     Covers { batches: Vec<String> },
@@ -63,6 +65,7 @@ impl PathText {
 #[serde(rename_all = "kebab-case")]
 enum Kind {
     Version,
+    Dir,
     Removed,
     Drop,
     Covers,
@@ -111,26 +114,58 @@ struct Record {
     backed_up_ms: i64,
 }
 
-impl From<&CatalogRow> for Record {
-    fn from(row: &CatalogRow) -> Self {
-        Self {
+/// A directory's version as it is written: attributes only, with the full `st_mode`
+/// (file-type bits included).
+#[derive(Debug, serde::Serialize)]
+struct DirRecord {
+    id: i64,
+    #[serde(flatten)]
+    path: PathText,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtime: Option<String>,
+    backed_up_ms: i64,
+}
+
+/// `mtime_ns` as RFC 3339 text, for times from 1970 on.
+fn mtime_text(mtime_ns: i64) -> Option<String> {
+    u64::try_from(mtime_ns).ok().map(|ns| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+        humantime::format_rfc3339_nanos(t).to_string()
+    })
+}
+
+/// The line a catalog row is written as: `dir` for a directory, else `version`.
+fn row_line(row: &CatalogRow) -> Line {
+    if row.is_dir() {
+        return Line::Dir(DirRecord {
             id: row.id,
             path: PathText::of(&row.path),
-            object: row.object.clone(),
-            size: row.size,
             mode: row.attrs.mode,
             uid: row.attrs.uid,
             gid: row.attrs.gid,
             mtime_ns: row.attrs.mtime_ns,
-            mtime: u64::try_from(row.attrs.mtime_ns).ok().map(|ns| {
-                let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
-                humantime::format_rfc3339_nanos(t).to_string()
-            }),
-            sha256: hex::encode(row.sha256),
-            class: row.classification.clone(),
+            mtime: mtime_text(row.attrs.mtime_ns),
             backed_up_ms: row.backed_up_ms,
-        }
+        });
     }
+    Line::Version(Record {
+        id: row.id,
+        path: PathText::of(&row.path),
+        object: row.object.clone(),
+        size: row.size,
+        mode: row.attrs.mode,
+        uid: row.attrs.uid,
+        gid: row.attrs.gid,
+        mtime_ns: row.attrs.mtime_ns,
+        mtime: mtime_text(row.attrs.mtime_ns),
+        sha256: hex::encode(row.sha256),
+        class: row.classification.clone(),
+        backed_up_ms: row.backed_up_ms,
+    })
 }
 
 impl ReadLine {
@@ -156,10 +191,39 @@ impl ReadLine {
         })
     }
 
+    /// The directory a `dir` line describes; every field is required, and the mode must
+    /// be a directory's.
+    fn into_dir_row(mut self) -> Result<CatalogRow, String> {
+        let id = self.id.ok_or("a directory without an id")?;
+        let missing = |field: &str| format!("directory {id}: no {field}");
+        let path = self.path(id)?;
+        let attrs = Attrs {
+            mode: self.mode.ok_or_else(|| missing("mode"))?,
+            uid: self.uid.ok_or_else(|| missing("uid"))?,
+            gid: self.gid.ok_or_else(|| missing("gid"))?,
+            mtime_ns: self.mtime_ns.ok_or_else(|| missing("mtime_ns"))?,
+        };
+        if !attrs.is_dir() {
+            return Err(format!(
+                "directory {id}: mode {:o} is not a directory's",
+                attrs.mode
+            ));
+        }
+        let backed_up_ms = self.backed_up_ms.ok_or_else(|| missing("backed_up_ms"))?;
+        Ok(CatalogRow::dir(id, path, attrs, backed_up_ms))
+    }
+
     /// The version a `version` line describes; every field is required.
     fn into_row(mut self) -> Result<CatalogRow, String> {
         let id = self.id.ok_or("a version without an id")?;
         let missing = |field: &str| format!("version {id}: no {field}");
+        if self.mode.is_some_and(|m| m & !0o7777 != 0) {
+            // Only `dir` lines carry file-type bits; a version with them would be taken
+            // for a directory and its content never fetched.
+            return Err(format!(
+                "version {id}: mode holds more than permission bits"
+            ));
+        }
         let path = self.path(id)?;
         let mut sha256 = [0u8; 32];
         hex::decode_to_slice(self.sha256.ok_or_else(|| missing("sha256"))?, &mut sha256)
@@ -213,7 +277,7 @@ pub fn write_batch(
 ) -> Result<String, UploadError> {
     let mut plain = Vec::new();
     for row in rows {
-        plain.extend(to_line(&Line::Version(row.into())));
+        plain.extend(to_line(&row_line(row)));
     }
     for r in removals {
         plain.extend(to_line(&removed_line(r)));
@@ -237,7 +301,7 @@ pub fn write_drops(repo: &Repo, ids: &[i64]) -> Result<String, UploadError> {
 /// One host's catalog as read from the destination.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    /// Every live version, by id.
+    /// Every live version, of files and directories ([`CatalogRow::is_dir`]), by id.
     pub versions: BTreeMap<i64, CatalogRow>,
     /// Every recorded removal, by id.
     pub removals: BTreeMap<i64, Removal>,
@@ -352,6 +416,7 @@ impl Catalog {
                 let parsed: ReadLine = serde_json::from_slice(line).map_err(|e| e.to_string())?;
                 match parsed.kind {
                     Kind::Version => rows.push(parsed.into_row()?),
+                    Kind::Dir => rows.push(parsed.into_dir_row()?),
                     Kind::Removed => removals.push(parsed.into_removal()?),
                     Kind::Drop => dropped.push(parsed.id.ok_or("a drop without an id")?),
                     Kind::Covers => covers.extend(parsed.batches.unwrap_or_default()),
@@ -391,7 +456,7 @@ impl Catalog {
             .collect();
         let mut plain = to_line(&Line::Covers { batches: names });
         for row in self.versions.values() {
-            plain.extend(to_line(&Line::Version(row.into())));
+            plain.extend(to_line(&row_line(row)));
         }
         for r in self.removals.values() {
             plain.extend(to_line(&removed_line(r)));
@@ -404,7 +469,8 @@ impl Catalog {
         Ok(key)
     }
 
-    /// The newest version of each path at or before `at_ms`, ordered by the path's bytes.
+    /// The newest version of each path at or before `at_ms`, ordered by the path's bytes:
+    /// files and directories.
     pub fn at(&self, at_ms: i64) -> Vec<&CatalogRow> {
         // Keyed by bytes: comparing `Path`s component by component is many times slower,
         // and this runs over every version.

@@ -20,7 +20,7 @@ use crate::state::CatalogRow;
 
 /// Which versions to keep. A version is kept if either rule keeps it, and the newest
 /// version of every path is always kept: a file that has not changed for a long time is
-/// still backed up.
+/// still backed up. Directories' versions are kept and dropped by the same rules.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     /// The newest N versions of each path.
@@ -69,7 +69,9 @@ fn referenced(repo: &Repo, except: &HashSet<i64>) -> anyhow::Result<HashSet<Stri
         let catalog = Catalog::load_dir(repo, &dir)?;
         refuse_damaged(&catalog)?;
         for row in catalog.versions.into_values() {
-            if !(own && except.contains(&row.id)) {
+            let dropped = own && except.contains(&row.id);
+            // A directory's version points at no object.
+            if !dropped && !row.is_dir() {
                 objects.insert(row.object);
             }
         }
@@ -102,9 +104,10 @@ pub fn prune(
     let ids: HashSet<i64> = dropped.iter().map(|r| r.id).collect();
     for row in &dropped {
         say(format!(
-            "{} {} (backed up {})",
+            "{} {}{} (backed up {})",
             if yes { "drop" } else { "would drop" },
             super::shown(&row.path),
+            if row.is_dir() { "/" } else { "" },
             super::format_ms(row.backed_up_ms)
         ));
     }

@@ -39,11 +39,12 @@ struct Progress {
 impl Publisher {
     /// Before the workers start: versions recorded but not yet published by an earlier
     /// run may point at objects a prune removed meanwhile. Those are withdrawn and their
-    /// files queued again.
+    /// files queued again. Directories' versions point at no object and stay.
     pub fn check_unpublished(&self) -> anyhow::Result<usize> {
         self.refresh_condemned(&mut Marker::default());
         let mut withdrawn = 0;
-        for row in self.state.unpublished(usize::MAX)? {
+        let rows = self.state.unpublished(usize::MAX)?;
+        for row in rows.into_iter().filter(|r| !r.is_dir()) {
             if self.condemned.contains(&row.object) || !self.repo.dest.exists(&row.object)? {
                 tracing::warn!(path = ?row.path, object = %row.object, "object of an unpublished version is gone; backing the file up again");
                 self.state.withdraw(&row, now_ms())?;

@@ -34,6 +34,16 @@ fn row(id: i64, path: &str, content: u8, at: i64) -> CatalogRow {
     }
 }
 
+fn dir_row(id: i64, path: &str, perms: u32, at: i64) -> CatalogRow {
+    let attrs = Attrs {
+        mode: libc::S_IFDIR | perms,
+        uid: 3,
+        gid: 4,
+        mtime_ns: -1_500_000_000,
+    };
+    CatalogRow::dir(id, PathBuf::from(path), attrs, at)
+}
+
 #[test]
 fn batches_snapshots_and_drops_read_back_as_one_catalog() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,4 +184,247 @@ fn selectors_match_whole_components() {
     assert!(selected(Path::new("a/b"), &n("./a/b")));
     assert!(!selected(Path::new("ab/c"), &n("a")));
     assert!(normalize(Path::new("a/../b")).is_err());
+}
+
+#[test]
+fn directories_are_their_own_lines_and_survive_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(dir.path());
+    let mut odd = dir_row(2, "x", 0o2750, 100);
+    odd.path = PathBuf::from(OsString::from_vec(b"r\xe9pertoire/sub".to_vec()));
+    let rows = [
+        row(1, "a", 1, 100),
+        odd.clone(),
+        dir_row(3, "empty", 0o700, 100),
+    ];
+    write_batch(&repo, &rows, &[]).unwrap();
+
+    // Written as `dir` lines, so that stock tools selecting `version` lines see files only.
+    let key = &repo.dest.list(&repo.layout.catalog_dir()).unwrap()[0].key;
+    let mut plain = Vec::new();
+    repo.sealer
+        .open(&get_bytes(&*repo.dest, key).unwrap()[..], &mut plain)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = plain
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["version", "dir", "dir"]);
+    assert_eq!(lines[1]["path_hex"], hex::encode(b"r\xe9pertoire/sub"));
+    assert_eq!(lines[2]["mode"], libc::S_IFDIR | 0o700);
+    assert!(lines[2].get("object").is_none(), "{}", lines[2]);
+
+    for _ in 0..2 {
+        let catalog = Catalog::load(&repo).unwrap();
+        assert_eq!(catalog.versions.len(), 3);
+        assert_eq!(catalog.versions[&2], odd);
+        assert!(catalog.versions[&3].is_dir());
+        assert_eq!(catalog.versions[&1], rows[0]);
+        catalog.compact(&repo).unwrap();
+    }
+}
+
+#[test]
+fn a_dir_line_must_carry_a_directory_mode_and_a_version_line_must_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(dir.path());
+    let good = write_batch(&repo, &[dir_row(1, "d", 0o755, 100)], &[]).unwrap();
+    // Each line is complete but for its mode: 493 is 0755 without S_IFDIR, 16877 is 040755.
+    let sha = "00".repeat(32);
+    let bad = [
+        r#"{"type":"dir","id":2,"path":"e","mode":493,"uid":0,"gid":0,"mtime_ns":0,"backed_up_ms":1}"#.to_string(),
+        format!(r#"{{"type":"version","id":3,"path":"f","object":"o","size":0,"sha256":"{sha}","mode":16877,"uid":0,"gid":0,"mtime_ns":0,"class":"general","backed_up_ms":1}}"#),
+    ];
+    for (i, line) in bad.iter().enumerate() {
+        let key = format!(
+            "{}batch-{:013}-0000000{i}.pgp",
+            repo.layout.catalog_dir(),
+            i
+        );
+        repo.put_sealed(&key, format!("{line}\n").as_bytes())
+            .unwrap();
+    }
+    let catalog = Catalog::load(&repo).unwrap();
+    assert_eq!(catalog.damaged.len(), 2, "{:?}", catalog.damaged);
+    let ids: Vec<i64> = catalog.versions.keys().copied().collect();
+    assert_eq!(ids, [1], "only {good} reads");
+}
+
+#[test]
+fn at_shows_a_directory_until_its_removal() {
+    let mut catalog = Catalog::default();
+    for r in [
+        dir_row(1, "gone", 0o755, 100),
+        dir_row(2, "kept", 0o700, 100),
+        dir_row(3, "kept", 0o750, 150),
+        row(4, "kept/f", 4, 100),
+    ] {
+        catalog.versions.insert(r.id, r);
+    }
+    catalog.removals.insert(
+        5,
+        Removal {
+            id: 5,
+            path: PathBuf::from("gone"),
+            removed_ms: 200,
+        },
+    );
+    let listed = |at| -> Vec<(String, i64)> {
+        catalog
+            .at(at)
+            .iter()
+            .map(|r| (r.path.display().to_string(), r.id))
+            .collect()
+    };
+    let s = |p: &str, id| (p.to_string(), id);
+    assert_eq!(listed(199), [s("gone", 1), s("kept", 3), s("kept/f", 4)]);
+    assert_eq!(listed(120), [s("gone", 1), s("kept", 2), s("kept/f", 4)]);
+    assert_eq!(listed(200), [s("kept", 3), s("kept/f", 4)]);
+    assert_eq!(catalog.history(Path::new("kept")).len(), 2);
+    assert_eq!(catalog.removals_of(Path::new("gone")), [200]);
+}
+
+/// A destination that remembers every key asked for, to show what a command touched.
+struct Watched {
+    inner: DirDestination,
+    keys: std::sync::Mutex<Vec<String>>,
+}
+
+impl Watched {
+    fn saw(&self, key: &str) {
+        self.keys.lock().unwrap().push(key.to_string());
+    }
+}
+
+impl crate::pipeline::upload::Destination for Watched {
+    fn url(&self, key: &str) -> String {
+        self.inner.url(key)
+    }
+    fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError> {
+        self.saw(key);
+        self.inner.put(key, sealed)
+    }
+    fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), UploadError> {
+        self.saw(key);
+        self.inner.put_bytes(key, bytes)
+    }
+    fn get(&self, key: &str, out: &mut dyn io::Write) -> Result<u64, UploadError> {
+        self.saw(key);
+        self.inner.get(key, out)
+    }
+    fn exists(&self, key: &str) -> Result<bool, UploadError> {
+        self.saw(key);
+        self.inner.exists(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<crate::pipeline::upload::Listed>, UploadError> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), UploadError> {
+        self.saw(&format!("delete {key}"));
+        self.inner.delete(key)
+    }
+}
+
+#[test]
+fn prune_keeps_the_newest_directory_and_never_touches_an_empty_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let watched = Arc::new(Watched {
+        inner: DirDestination::new(dir.path().to_path_buf()),
+        keys: Default::default(),
+    });
+    let repo = Repo {
+        dest: watched.clone(),
+        ..repo(dir.path())
+    };
+    for content in [1u8, 2] {
+        let key = row(0, "a", content, 0).object;
+        repo.dest.put_bytes(&key, b"sealed content").unwrap();
+    }
+    let rows = [
+        row(1, "a", 1, 100),
+        row(2, "a", 2, 200),
+        dir_row(3, "d", 0o755, 100),
+        dir_row(4, "d", 0o700, 200),
+        dir_row(5, "old", 0o755, 50),
+    ];
+    write_batch(&repo, &rows, &[]).unwrap();
+    let policy = Policy {
+        keep_last: Some(1),
+        keep_within: None,
+    };
+    let outcome = crate::repo::prune::prune(
+        &repo,
+        &policy,
+        true,
+        std::time::Duration::from_secs(5),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!((outcome.versions_dropped, outcome.objects_deleted), (2, 1));
+    let ids: Vec<i64> = Catalog::load(&repo).unwrap().versions.into_keys().collect();
+    assert_eq!(ids, [2, 4, 5], "the newest version of each path stays");
+    let keys = watched.keys.lock().unwrap();
+    let deleted: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with("delete shared/data/"))
+        .collect();
+    assert_eq!(deleted, [&format!("delete {}", rows[0].object)]);
+    assert!(
+        !keys.iter().any(|k| k.is_empty() || k == "delete "),
+        "{keys:?}"
+    );
+}
+
+#[test]
+fn a_mount_checks_only_files_objects_before_it_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let watched = Arc::new(Watched {
+        inner: DirDestination::new(dir.path().join("dest")),
+        keys: Default::default(),
+    });
+    let repo = Repo {
+        dest: watched.clone(),
+        ..repo(&dir.path().join("dest"))
+    };
+    let state = Arc::new(crate::state::State::open(&dir.path().join("state")).unwrap());
+    let attrs = dir_row(0, "d", 0o700, 0).attrs;
+    state.record_dir(Path::new("d"), attrs, 1).unwrap();
+    // A file's version whose object a prune removed before it was published.
+    state.enqueue(Path::new("d/f"), 0, 0, 0).unwrap();
+    let job = state.due_jobs(0, 1).unwrap().remove(0);
+    let gone = row(0, "d/f", 9, 0);
+    let version = crate::state::Version {
+        path: &gone.path,
+        sha256: &gone.sha256,
+        object: &gone.object,
+        size: 1,
+        attrs: gone.attrs,
+        classification: "general",
+    };
+    let done = crate::state::Finish {
+        version: Some((version, true)),
+        seen: None,
+    };
+    state.finish(&job, done).unwrap();
+
+    let metrics = crate::metrics::Metrics::new().unwrap();
+    let zero = std::time::Duration::ZERO;
+    let publisher = crate::repo::publish::Publisher {
+        repo: Arc::new(repo),
+        state: state.clone(),
+        queue: crate::pipeline::Queue::new(state.clone(), metrics, zero, zero),
+        condemned: Default::default(),
+        interval: std::time::Duration::from_secs(1),
+        compact_after: 10,
+        passphrase: Default::default(),
+    };
+    assert_eq!(publisher.check_unpublished().unwrap(), 1);
+    let left = state.unpublished(10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].is_dir(), "the directory stays: {left:?}");
+    let keys = watched.keys.lock().unwrap();
+    assert!(keys.contains(&gone.object), "{keys:?}");
+    assert!(!keys.iter().any(String::is_empty), "{keys:?}");
 }
