@@ -52,7 +52,8 @@ echo "backing up (catch-up on first mount)"
 "$BIN" mount --config "$WORK/backupfs.toml" >>"$WORK/daemon.out" 2>&1 &
 DAEMON_PID=$!
 started=$(date +%s)
-until [[ $("$BIN" ls --config "$WORK/backupfs.toml" 2>/dev/null | wc -l) -ge $FILES ]]; do
+# Files only: directories are listed too, with a trailing /.
+until [[ $("$BIN" ls --config "$WORK/backupfs.toml" 2>/dev/null | grep -vc '/$') -ge $FILES ]]; do
     if ! bfs_pid_alive "$DAEMON_PID"; then
         bfs_err "backupfs exited"
         tail -n 20 "$WORK/daemon.out" >&2

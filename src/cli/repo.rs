@@ -10,7 +10,7 @@ use crate::repo::catalog::{normalize, selected, Catalog};
 use crate::repo::prune::Policy;
 use crate::repo::restore::{self, Request};
 use crate::repo::{format_ms, parse_time, shown, Repo};
-use crate::state::State;
+use crate::state::{CatalogRow, State, DIR_CLASS};
 
 /// A repository opened from a config, with the runtime its S3 client needs.
 pub struct Opened {
@@ -107,8 +107,10 @@ pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
         jobs: args.jobs,
     };
     let bytes = rows.iter().map(|r| r.size).sum();
+    let dirs = rows.iter().filter(|r| r.is_dir()).count();
+    let files = rows.len() - dirs;
     let summary = if std::io::stderr().is_terminal() {
-        let bar = restore::Bar::new(rows.len(), bytes);
+        let bar = restore::Bar::new(files, bytes);
         let summary = restore::restore(&opened.repo, &rows, &request, &bar);
         bar.finish();
         summary
@@ -116,10 +118,10 @@ pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
         restore::restore(&opened.repo, &rows, &request, &restore::Lines)
     };
     println!(
-        "restored {} of {} files ({} bytes) to {}{}",
+        "restored {} of {files} files ({} bytes) and {} of {dirs} directories to {}{}",
         summary.restored,
-        rows.len(),
         summary.bytes,
+        summary.dirs,
         request.to.display(),
         match summary.already_there {
             0 => String::new(),
@@ -130,7 +132,10 @@ pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
         println!("FAILED {}: {why}", shown(path));
     }
     if !summary.failed.is_empty() {
-        bail!("{} file(s) not restored", summary.failed.len());
+        bail!(
+            "{} file(s) or directories not restored",
+            summary.failed.len()
+        );
     }
     complete(&catalog)
 }
@@ -153,11 +158,12 @@ pub fn ls(
         if selected(&row.path, &selector) {
             listed += 1;
             println!(
-                "{} {:>12} {} {}",
+                "{} {:>12} {} {}{}",
                 mode_string(row.attrs.mode),
                 row.size,
                 format_ms(row.attrs.mtime_ns.div_euclid(1_000_000)),
-                shown(&row.path)
+                shown(&row.path),
+                if row.is_dir() { "/" } else { "" }
             );
         }
     }
@@ -177,17 +183,7 @@ pub fn history(config: &Path, host: Option<&str>, path: &Path) -> anyhow::Result
     }
     let mut lines: Vec<(i64, String)> = versions
         .iter()
-        .map(|row| {
-            let line = format!(
-                "{} {:>12} {} {:<10} {}",
-                format_ms(row.backed_up_ms),
-                row.size,
-                &hex::encode(row.sha256)[..16],
-                row.classification,
-                row.object
-            );
-            (row.backed_up_ms, line)
-        })
+        .map(|row| (row.backed_up_ms, history_line(row)))
         .collect();
     for at in catalog.removals_of(&path_inside) {
         lines.push((at, format!("{} removed", format_ms(at))));
@@ -198,6 +194,25 @@ pub fn history(config: &Path, host: Option<&str>, path: &Path) -> anyhow::Result
         println!("{line}");
     }
     complete(&catalog)
+}
+
+/// One version in `history`: a file's content, or a directory's mode and owner.
+fn history_line(row: &CatalogRow) -> String {
+    let at = format_ms(row.backed_up_ms);
+    if row.is_dir() {
+        let (mode, uid, gid) = (mode_string(row.attrs.mode), row.attrs.uid, row.attrs.gid);
+        return format!(
+            "{at} {:>12} {:<16} {DIR_CLASS:<10} mode {mode}, owner {uid}:{gid}",
+            "-", "-"
+        );
+    }
+    format!(
+        "{at} {:>12} {} {:<10} {}",
+        row.size,
+        &hex::encode(row.sha256)[..16],
+        row.classification,
+        row.object
+    )
 }
 
 pub fn verify(config: &Path, host: Option<&str>, sample: Option<usize>) -> anyhow::Result<()> {
@@ -270,10 +285,11 @@ pub fn rebuild(config: &Path) -> anyhow::Result<()> {
     rows.sort_by_key(|r| (r.backed_up_ms, r.id));
     let removals: Vec<_> = catalog.removals.into_values().collect();
     let contents = State::open(dir)?.rebuild_catalog(&rows, &removals)?;
+    let dirs = rows.iter().filter(|r| r.is_dir()).count();
     println!(
-        "rebuilt {}: {} versions, {} contents",
+        "rebuilt {}: {} versions, {dirs} directory versions, {} contents",
         dir.display(),
-        rows.len(),
+        rows.len() - dirs,
         contents
     );
     Ok(())

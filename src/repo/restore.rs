@@ -1,8 +1,12 @@
 //! `backupfs restore`: fetch versions from the catalog in parallel, decrypt, check each
 //! SHA-256, then give the file its mode, owner and times and rename it into place.
+//! Directories in the catalog are made first, private, and get their own mode and owner
+//! only after every file is in place, so a read-only directory never blocks its files.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
@@ -24,6 +28,8 @@ pub struct Request {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub restored: usize,
+    /// Directories made (or found in place) and given their mode and owner.
+    pub dirs: usize,
     /// Files found in place with the right content (left from an interrupted restore).
     pub already_there: usize,
     pub bytes: u64,
@@ -35,8 +41,54 @@ pub trait Progress: Sync {
     fn done(&self, path: &Path, size: u64, result: &Result<(), String>);
 }
 
-/// Restores `rows` below `req.to`.
+/// Restores `rows` (files and directories) below `req.to`.
 pub fn restore(
+    repo: &Repo,
+    rows: &[&CatalogRow],
+    req: &Request,
+    progress: &dyn Progress,
+) -> Summary {
+    let (mut dirs, files): (Vec<&CatalogRow>, Vec<&CatalogRow>) =
+        rows.iter().partition(|r| r.is_dir());
+    // By bytes, a directory sorts before everything below it.
+    dirs.sort_unstable_by(|a, b| path_key(a).cmp(path_key(b)));
+    let mut made = Vec::new();
+    let mut failed = Vec::new();
+    for row in dirs {
+        match make_dir(&req.to, &row.path) {
+            Ok(()) => made.push(row),
+            Err(e) => failed.push((row.path.clone(), e)),
+        }
+    }
+    let mut summary = restore_files(repo, &files, req, progress);
+    summary.failed.extend(failed);
+    // Deepest first, once nothing more is created inside: modes, owners, then times.
+    for row in made.iter().rev() {
+        let dir = req.to.join(&row.path);
+        match finish_dir(&dir, row) {
+            Ok(()) => summary.dirs += 1,
+            Err(e) => summary
+                .failed
+                .push((row.path.clone(), format!("{}: {e}", dir.display()))),
+        }
+    }
+    // One flush of the whole target instead of an fsync per file.
+    if let Err(e) = File::open(&req.to).and_then(|dir| sys::syncfs(&dir)) {
+        summary.failed.push((
+            req.to.clone(),
+            format!("cannot flush the restored files to disk: {e}"),
+        ));
+    }
+    summary.failed.sort();
+    summary
+}
+
+fn path_key(row: &CatalogRow) -> &[u8] {
+    row.path.as_os_str().as_bytes()
+}
+
+/// Fetches `rows` (files only) in parallel.
+fn restore_files(
     repo: &Repo,
     rows: &[&CatalogRow],
     req: &Request,
@@ -69,16 +121,7 @@ pub fn restore(
             });
         }
     });
-    let mut summary = summary.into_inner().unwrap_or_else(|e| e.into_inner());
-    // One flush of the whole target instead of an fsync per file.
-    if let Err(e) = File::open(&req.to).and_then(|dir| sys::syncfs(&dir)) {
-        summary.failed.push((
-            req.to.clone(),
-            format!("cannot flush the restored files to disk: {e}"),
-        ));
-    }
-    summary.failed.sort();
-    summary
+    summary.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The file a half-restored version is written to, removed unless it is renamed.
@@ -102,16 +145,18 @@ fn same_content(path: &Path, sha256: &[u8; 32]) -> bool {
         .is_ok_and(|(sha, _)| &sha == sha256)
 }
 
-fn restore_one(repo: &Repo, row: &CatalogRow, req: &Request) -> Result<Done, String> {
-    // A catalog entry must name a path inside the target, whatever it says.
-    let inside = !row.path.as_os_str().is_empty()
-        && row
-            .path
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)));
-    if !inside {
-        return Err("the catalog names a path outside the target; skipped".into());
+/// A catalog entry must name a path inside the target, whatever it says.
+fn check_inside(rel: &Path) -> Result<(), String> {
+    let inside =
+        !rel.as_os_str().is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    match inside {
+        true => Ok(()),
+        false => Err("the catalog names a path outside the target; skipped".into()),
     }
+}
+
+fn restore_one(repo: &Repo, row: &CatalogRow, req: &Request) -> Result<Done, String> {
+    check_inside(&row.path)?;
     let dest = req.to.join(&row.path);
     if !req.overwrite {
         if let Ok(meta) = std::fs::symlink_metadata(&dest) {
@@ -211,6 +256,56 @@ fn make_parents(to: &Path, rel: &Path) -> Result<PathBuf, String> {
         }
     }
     Ok(dir)
+}
+
+/// Makes directory `rel` below `to`, and those above it, never through a symbolic link. A
+/// directory it makes is private (0700) until [`finish_dir`] gives it its own mode; one
+/// already there is kept, made writable for its owner if this is not root (its mode comes
+/// back at the end), so that its files can be restored.
+fn make_dir(to: &Path, rel: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    check_inside(rel)?;
+    let dir = make_parents(to, rel)?.join(rel.file_name().unwrap_or_default());
+    let shown = |e: std::io::Error| format!("{}: {e}", dir.display());
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(shown(e)),
+        _ => {}
+    }
+    let meta = std::fs::symlink_metadata(&dir).map_err(shown)?;
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{} is a symbolic link; not followed",
+            dir.display()
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(format!("{} exists and is not a directory", dir.display()));
+    }
+    if sys::geteuid() != 0 && meta.mode() & 0o300 != 0o300 {
+        let writable = std::fs::Permissions::from_mode((meta.mode() & 0o7777) | 0o300);
+        std::fs::set_permissions(&dir, writable).map_err(shown)?;
+    }
+    Ok(())
+}
+
+/// A directory's owner (when root) and mode, then, as far as it goes, its modification
+/// time. Through a descriptor of the directory itself, never through a symbolic link.
+fn finish_dir(dir: &Path, row: &CatalogRow) -> std::io::Result<()> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+    let fd = sys::openat(sys::cwd(), dir.as_os_str(), flags, 0)?;
+    if sys::geteuid() == 0 {
+        sys::fchownat_empty(fd.as_fd(), Some(row.attrs.uid), Some(row.attrs.gid))?;
+    }
+    let path = sys::proc_fd_path(fd.as_fd());
+    sys::chmod_path(&path, row.attrs.mode & 0o7777)?;
+    // The catalog has the time as of the directory's last recorded version, usually older
+    // than its last entry change: restored as a best effort, never a failure.
+    let ns = row.attrs.mtime_ns;
+    let mtime = Some((ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000)));
+    if let Err(e) = sys::utimens_path(&path, None, Some(mtime)) {
+        tracing::debug!(path = ?row.path, error = %e, "cannot set the directory's time");
+    }
+    Ok(())
 }
 
 /// Owner (when root), mode and modification time. Not fsynced one by one: the restore
