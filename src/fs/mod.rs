@@ -45,8 +45,10 @@ pub trait ChangeSink: Send + Sync {
     }
     /// A create or rename to this blacklisted path was refused.
     fn refused(&self, _path: &Path) {}
-    /// A regular file's name was removed.
+    /// A regular file's name, or a directory, was removed.
     fn removed(&self, _path: &Path) {}
+    /// A directory was made, or its mode or owner changed; `st` is how it is now.
+    fn dir_changed(&self, _path: &Path, _st: &sys::Stat) {}
 }
 
 /// Who is asking, as the kernel reports it.
@@ -257,6 +259,14 @@ impl Passthrough {
         }
     }
 
+    /// Reports a directory's attributes, by its name now; the source root is not reported.
+    fn notify_dir(&self, fd: BorrowedFd<'_>, st: &sys::Stat) {
+        let _names = self.renaming.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(path) = self.path_of(fd).filter(|p| !p.as_os_str().is_empty()) {
+            self.sink.dir_changed(&path, st);
+        }
+    }
+
     fn entry_for(&self, fd: OwnedFd) -> io::Result<Entry> {
         let stat = sys::fstat(fd.as_fd())?;
         let inode = self.inodes.remember(fd, &stat);
@@ -317,7 +327,11 @@ impl Passthrough {
                 None => self.notify_changed(inode.fd()),
             }
         }
-        sys::fstat(inode.fd())
+        let st = sys::fstat(inode.fd())?;
+        if inode.is_dir() && (set.mode.is_some() || set.uid.is_some() || set.gid.is_some()) {
+            self.notify_dir(inode.fd(), &st);
+        }
+        Ok(st)
     }
 
     /// Truncates through the open handle if there is one, else by name. The caller reports
@@ -414,7 +428,11 @@ impl Passthrough {
         let parent = self.inode(parent)?;
         self.admit(&parent, name)?;
         sys::mkdirat(parent.fd(), name, mode & !umask & 0o7777)?;
-        self.finish_create(&parent, name, caller, Some(mode & !umask), true)
+        let entry = self.finish_create(&parent, name, caller, Some(mode & !umask), true)?;
+        if let Ok(dir) = self.inode(entry.ino) {
+            self.notify_dir(dir.fd(), &entry.stat);
+        }
+        Ok(entry)
     }
 
     pub fn symlink(
@@ -445,7 +463,14 @@ impl Passthrough {
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> io::Result<()> {
-        sys::unlinkat(self.inode(parent)?.fd(), name, libc::AT_REMOVEDIR)
+        let parent = self.inode(parent)?;
+        let _names = self.renaming.read().unwrap_or_else(|e| e.into_inner());
+        let path = self.child_path(&parent, name);
+        sys::unlinkat(parent.fd(), name, libc::AT_REMOVEDIR)?;
+        if let Ok(path) = path {
+            self.sink.removed(&path);
+        }
+        Ok(())
     }
 
     pub fn rename(
@@ -707,11 +732,28 @@ impl Passthrough {
     }
 
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
-        sys::setxattr(&self.xattr_path(ino)?, name, value, flags)
+        sys::setxattr(&self.xattr_path(ino)?, name, value, flags)?;
+        self.acl_changed(ino, name);
+        Ok(())
     }
 
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> io::Result<()> {
-        sys::removexattr(&self.xattr_path(ino)?, name)
+        sys::removexattr(&self.xattr_path(ino)?, name)?;
+        self.acl_changed(ino, name);
+        Ok(())
+    }
+
+    /// An access ACL holds a directory's permission bits too: `cp -a` and `setfacl` set a
+    /// mode this way, without a setattr.
+    fn acl_changed(&self, ino: u64, name: &OsStr) {
+        if name != "system.posix_acl_access" {
+            return;
+        }
+        if let Some(dir) = self.inode(ino).ok().filter(|i| i.is_dir()) {
+            if let Ok(st) = sys::fstat(dir.fd()) {
+                self.notify_dir(dir.fd(), &st);
+            }
+        }
     }
 
     /// The kernel's name for a file given by its path in the source: the inode of its

@@ -6,9 +6,14 @@ use std::sync::Mutex;
 
 use super::*;
 
-/// What the passthrough reported: changed paths, then removed ones.
+/// What the passthrough reported: changed paths, removed ones, and directories with their
+/// mode.
 #[derive(Default)]
-struct Collect(Mutex<Vec<PathBuf>>, Mutex<Vec<PathBuf>>);
+struct Collect(
+    Mutex<Vec<PathBuf>>,
+    Mutex<Vec<PathBuf>>,
+    Mutex<Vec<(PathBuf, u32)>>,
+);
 
 impl ChangeSink for Collect {
     fn changed(&self, path: &Path) {
@@ -17,6 +22,13 @@ impl ChangeSink for Collect {
 
     fn removed(&self, path: &Path) {
         self.1.lock().unwrap().push(path.to_path_buf());
+    }
+
+    fn dir_changed(&self, path: &Path, st: &sys::Stat) {
+        self.2
+            .lock()
+            .unwrap()
+            .push((path.to_path_buf(), st.st_mode));
     }
 }
 
@@ -294,4 +306,75 @@ fn open_writers_are_reported_once_per_change() {
         "nothing changed since the last report"
     );
     assert_eq!(std::fs::read(&path).unwrap(), b"line 1\n");
+}
+
+#[test]
+fn directories_are_reported_when_made_changed_and_removed() {
+    let (dir, fs, sink) = setup();
+    let a = fs.mkdir(ROOT, OsStr::new("a"), 0o777, 0o022, ME).unwrap();
+    let b = fs.mkdir(a.ino, OsStr::new("b"), 0o700, 0, ME).unwrap();
+    let d = libc::S_IFDIR;
+    assert_eq!(
+        *sink.2.lock().unwrap(),
+        [
+            (PathBuf::from("a"), d | 0o755),
+            (PathBuf::from("a/b"), d | 0o700)
+        ]
+    );
+    // Mode and owner changes are reported; a new time is not, nor anything on the root.
+    let chmod = |mode| SetAttr {
+        mode: Some(mode),
+        ..SetAttr::default()
+    };
+    fs.setattr(b.ino, chmod(0o1750)).unwrap();
+    let touch = SetAttr {
+        mtime: Some(Some((1_000, 0))),
+        ..SetAttr::default()
+    };
+    fs.setattr(b.ino, touch).unwrap();
+    fs.setattr(ROOT, chmod(0o755)).unwrap();
+    let owner = SetAttr {
+        uid: Some(0),
+        ..SetAttr::default()
+    };
+    fs.setattr(a.ino, owner).unwrap();
+    let dirs = sink.2.lock().unwrap().clone();
+    assert_eq!(
+        dirs[2..],
+        [
+            (PathBuf::from("a/b"), d | 0o1750),
+            (PathBuf::from("a"), d | 0o755)
+        ]
+    );
+    assert!(sink.0.lock().unwrap().is_empty(), "no directory is queued");
+
+    fs.rmdir(a.ino, OsStr::new("b")).unwrap();
+    assert!(!dir.path().join("a/b").exists());
+    assert_eq!(*sink.1.lock().unwrap(), [PathBuf::from("a/b")]);
+    // A failed rmdir reports nothing.
+    std::fs::write(dir.path().join("a/f"), b"x").unwrap();
+    assert!(fs.rmdir(ROOT, OsStr::new("a")).is_err());
+    assert_eq!(sink.1.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn an_access_acl_on_a_directory_reports_its_new_mode() {
+    let (_dir, fs, sink) = setup();
+    let d = fs.mkdir(ROOT, OsStr::new("d"), 0o700, 0, ME).unwrap();
+    // What `cp -a` sets: version 2; owner rwx, group r-x, others r-x (that is, 0755).
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm) in [(0x01u16, 7u16), (0x04, 5), (0x20, 5)] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(u32::MAX.to_le_bytes());
+    }
+    let name = OsStr::new("system.posix_acl_access");
+    fs.setxattr(d.ino, name, &acl, 0).unwrap();
+    fs.setxattr(d.ino, OsStr::new("user.note"), b"x", 0)
+        .unwrap();
+    let want = [
+        (PathBuf::from("d"), libc::S_IFDIR | 0o700),
+        (PathBuf::from("d"), libc::S_IFDIR | 0o755),
+    ];
+    assert_eq!(*sink.2.lock().unwrap(), want);
 }

@@ -3,7 +3,8 @@
 //!
 //! Each regular file's device, inode, size, mtime and ctime are compared with what the
 //! pipeline recorded when it last finished with that path; only files that differ are
-//! queued, so an unchanged tree is never re-read.
+//! queued, so an unchanged tree is never re-read. Each directory below the source root is
+//! recorded in the catalog unless its newest version there has the same mode and owner.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use super::queue::Queue;
 use crate::metrics::Metrics;
-use crate::state::{FileStat, StateError};
+use crate::state::{Attrs, FileStat, StateError};
 
 /// How many files catch-up looked at, and how many it queued.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub struct Summary {
     pub files: u64,
     pub queued: u64,
     pub unreadable_dirs: u64,
+    /// Directories walked, and how many of those got a new catalog version.
+    pub dirs: u64,
+    pub dirs_recorded: u64,
 }
 
 const PROGRESS_EVERY: u64 = 10_000;
@@ -50,6 +54,8 @@ pub fn run(source: &Path, queue: &Queue, metrics: &Metrics) -> Result<Summary, S
     tracing::info!(
         files = s.files,
         queued = s.queued,
+        dirs = s.dirs,
+        dirs_recorded = s.dirs_recorded,
         unreadable_dirs = s.unreadable_dirs,
         seconds = started.elapsed().as_secs_f64(),
         "catch-up finished"
@@ -81,10 +87,22 @@ impl Walk<'_> {
             let Ok(meta) = entry.metadata() else { continue };
             let path = entry.path();
             if meta.is_dir() {
+                self.record_dir(&path, &meta);
                 self.dir(&path);
             } else if meta.is_file() {
                 self.file(&path, &meta);
             }
+        }
+    }
+
+    /// A directory found in the tree (never the root): recorded unless the catalog has it.
+    fn record_dir(&mut self, path: &Path, meta: &fs::Metadata) {
+        let Ok(rel) = path.strip_prefix(self.source) else {
+            return;
+        };
+        self.summary.dirs += 1;
+        if self.queue.record_dir(rel, Attrs::of_dir_meta(meta)) {
+            self.summary.dirs_recorded += 1;
         }
     }
 
@@ -167,5 +185,49 @@ mod tests {
             .map(|j| j.path)
             .collect();
         assert_eq!(queued, [PathBuf::from("sub/b.txt")]);
+    }
+
+    #[test]
+    fn records_directories_below_the_root_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("src");
+        fs::create_dir_all(source.join("a/empty")).unwrap();
+        fs::create_dir_all(dir.path().join("elsewhere/hidden")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), source.join("link")).unwrap();
+        fs::set_permissions(source.join("a"), fs::Permissions::from_mode(0o750)).unwrap();
+        fs::set_permissions(source.join("a/empty"), fs::Permissions::from_mode(0o755)).unwrap();
+        let state = Arc::new(crate::state::State::open(&dir.path().join("state")).unwrap());
+        let metrics = Metrics::new().unwrap();
+        let queue = Queue::new(
+            state.clone(),
+            metrics.clone(),
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+
+        let first = run(&source, &queue, &metrics).unwrap();
+        assert_eq!((first.dirs, first.dirs_recorded), (2, 2));
+        let mut rows = state.unpublished(10).unwrap();
+        rows.sort_by(|a, b| a.path.cmp(&b.path));
+        let recorded: Vec<(PathBuf, u32)> = rows
+            .iter()
+            .map(|r| (r.path.clone(), r.attrs.mode))
+            .collect();
+        let d = libc::S_IFDIR;
+        assert_eq!(
+            recorded,
+            [
+                (PathBuf::from("a"), d | 0o750),
+                (PathBuf::from("a/empty"), d | 0o755)
+            ],
+            "not the root, not through a symlink"
+        );
+
+        let again = run(&source, &queue, &metrics).unwrap();
+        assert_eq!((again.dirs, again.dirs_recorded), (2, 0));
+        fs::set_permissions(source.join("a/empty"), fs::Permissions::from_mode(0o700)).unwrap();
+        let changed = run(&source, &queue, &metrics).unwrap();
+        assert_eq!((changed.dirs, changed.dirs_recorded), (2, 1));
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::fs::ChangeSink;
 use crate::metrics::Metrics;
-use crate::state::{JobRow, State, StateError};
+use crate::state::{Attrs, JobRow, State, StateError};
 
 pub struct Queue {
     state: Arc<State>,
@@ -113,6 +113,25 @@ impl Queue {
         let now = now_ms();
         lock(&self.pending).push((path.to_path_buf(), now, now + settle_ms));
         self.pushed.notify_one();
+    }
+
+    /// Records a directory's version in the catalog at once, unless it is recorded already
+    /// with these attributes; returns whether it was. Directories never go through the
+    /// workers: they have no content.
+    pub fn record_dir(&self, path: &Path, attrs: Attrs) -> bool {
+        match self.state.record_dir(path, attrs, now_ms()) {
+            Ok(recorded) => {
+                if recorded {
+                    tracing::debug!(path = ?path, "directory recorded");
+                }
+                recorded
+            }
+            // Catch-up at the next start records it.
+            Err(e) => {
+                tracing::error!(path = ?path, error = %e, "cannot record the directory");
+                false
+            }
+        }
     }
 
     /// Takes the oldest due job no other worker holds, waiting up to `timeout` for one.
@@ -222,5 +241,10 @@ impl ChangeSink for Queue {
 
     fn refused(&self, _path: &Path) {
         self.metrics.refused_names.inc();
+    }
+
+    fn dir_changed(&self, path: &Path, st: &crate::sys::Stat) {
+        // A directory has no content to read: its attributes go straight into the catalog.
+        self.record_dir(path, Attrs::of_dir(st));
     }
 }
