@@ -33,8 +33,9 @@ struct FileState {
     mtime_ns: i64,
 }
 
-/// One entry of a tree. Directories and symbolic links are compared in the source and on
-/// the mount only: restore does not keep them (README, "What is not done yet").
+/// One entry of a tree. Symbolic links, and directories' times, are compared in the source
+/// and on the mount only: restore does not keep them (README, "What is not done yet").
+/// Directories' modes and owners are compared in the restore too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Node {
     Dir {
@@ -111,6 +112,16 @@ fn files(tree: &BTreeMap<PathBuf, Node>) -> BTreeMap<PathBuf, FileState> {
     tree.iter()
         .filter_map(|(p, n)| match n {
             Node::File(f) => Some((p.clone(), f.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The directories of a snapshot, with their mode and owner.
+fn dirs(tree: &BTreeMap<PathBuf, Node>) -> BTreeMap<PathBuf, (u32, u32, u32)> {
+    tree.iter()
+        .filter_map(|(p, n)| match n {
+            Node::Dir { mode, uid, gid, .. } => Some((p.clone(), (*mode, *uid, *gid))),
             _ => None,
         })
         .collect()
@@ -261,13 +272,20 @@ fn restore_all(stack: &Stack, name: &str) -> (PathBuf, BTreeMap<PathBuf, FileSta
 
 /// Waits until the backup holds every regular file of the source as it is now, restores
 /// everything into `name` and checks that the restore equals the source: the same names,
-/// bytes, mode, owner and mtime, and nothing else.
+/// bytes, mode, owner and mtime, and nothing else; and the same directories, with the same
+/// mode and owner.
 fn check_backup(stack: &Stack, name: &str, limit: Duration) -> PathBuf {
-    let want = files(&snapshot(&stack.source));
+    let source = snapshot(&stack.source);
+    let want = files(&source);
     assert!(!want.is_empty(), "the source holds no files");
     wait_backed_up(stack, &want, limit);
     let (to, restored) = restore_all(stack, name);
     assert_same("the restore against the source", &want, &restored);
+    assert_same(
+        "the restored directories against the source",
+        &dirs(&source),
+        &dirs(&snapshot(&to)),
+    );
     to
 }
 

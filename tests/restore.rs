@@ -185,6 +185,29 @@ fn disaster_recovery_restores_every_file_from_the_bucket_alone() {
     assert!(out.contains("200 versions"), "{out}");
 }
 
+/// The lines of `backupfs ls` output that are files (directories end in `/`).
+fn files_listed(ls: &str) -> usize {
+    ls.lines().filter(|l| !l.ends_with('/')).count()
+}
+
+/// Every directory below `root`: relative path → (mode, uid, gid).
+fn dirs(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                out.insert(rel, (meta.mode() & 0o7777, meta.uid(), meta.gid()));
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
+
 /// `backupfs ls` once it lists `name`.
 fn ls_once_listed(stack: &Stack, name: &str) -> String {
     wait_for(
@@ -546,7 +569,8 @@ fn removals_renames_and_attribute_changes_reach_the_catalog() {
     let now = wait_for("the catalog to follow", Duration::from_secs(60), || {
         let (success, out, _) = stack.cli(&["ls"]);
         let want = success
-            && out.lines().count() == 2
+            && files_listed(&out) == 2
+            && out.lines().any(|l| l.ends_with(" dir2/"))
             && out.contains(" new-name.txt")
             && out.contains("0600")
             && out.contains("2001-09-09T01:46:40")
@@ -554,13 +578,13 @@ fn removals_renames_and_attribute_changes_reach_the_catalog() {
         want.then_some(out)
     });
     assert!(
-        !now.contains("gone.txt") && !now.contains("old-name"),
+        !now.contains("gone.txt") && !now.contains("old-name") && !now.contains(" dir/"),
         "{now}"
     );
 
     let then = ok(&stack, &["ls", "--at", &before]);
-    assert_eq!(then.lines().count(), 3, "{then}");
-    for name in ["gone.txt", "old-name.txt", "dir/inner.txt"] {
+    assert_eq!(files_listed(&then), 3, "{then}");
+    for name in ["gone.txt", "old-name.txt", "dir/inner.txt", "dir/"] {
         assert!(then.contains(name), "{name} missing from\n{then}");
     }
     let history = ok(&stack, &["history", "gone.txt"]);
@@ -598,4 +622,95 @@ fn a_file_deleted_while_it_is_backed_up_does_not_come_back() {
     assert_eq!(record["outcome"], "vanished", "{record}");
     let ls = ls_once_listed(&stack, "kept.txt");
     assert!(!ls.contains("doomed.txt"), "{ls}");
+}
+
+#[test]
+fn directories_come_back_with_their_modes_and_owners_even_when_empty() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let stack = Stack::start();
+    let m = &stack.mnt;
+    std::fs::create_dir(m.join("empty")).unwrap();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(m.join("private"))
+        .unwrap();
+    write_with_mode(&m.join("private/secret.txt"), b"only for me\n", 0o600);
+    std::fs::create_dir_all(m.join("nested/deeper/deepest")).unwrap();
+    std::os::unix::fs::chown(m.join("nested/deeper"), Some(1234), Some(5678)).unwrap();
+    // A directory that cannot be written into once its mode is restored.
+    std::fs::create_dir(m.join("readonly")).unwrap();
+    write_with_mode(&m.join("readonly/inside.txt"), b"inside\n", 0o644);
+    let chmod = |p: &str, mode| {
+        std::fs::set_permissions(m.join(p), std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    chmod("readonly", 0o555);
+    chmod("nested", 0o2750);
+    std::fs::create_dir(m.join("doomed")).unwrap();
+    chmod("doomed", 0o710);
+    stack.wait_published(2);
+    let before_rmdir = moment();
+    std::fs::remove_dir(m.join("doomed")).unwrap();
+    stack.wait_published(2);
+
+    let want = dirs(&stack.source);
+    let names: Vec<String> = want.keys().map(|p| p.display().to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "empty",
+            "nested",
+            "nested/deeper",
+            "nested/deeper/deepest",
+            "private",
+            "readonly"
+        ]
+    );
+    assert_eq!(want[Path::new("nested/deeper")].1, 1234);
+
+    let ls = ok(&stack, &["ls"]);
+    for name in ["empty/", "nested/deeper/deepest/", "private/", "readonly/"] {
+        assert!(
+            ls.lines().any(|l| l.ends_with(&format!(" {name}"))),
+            "{name} missing from\n{ls}"
+        );
+    }
+    assert!(ls.lines().any(|l| l.starts_with("0555 ")), "{ls}");
+    assert!(!ls.contains("doomed"), "{ls}");
+    let history = ok(&stack, &["history", "doomed"]);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 4, "{history}");
+    assert!(lines[1].contains("directory"), "{history}");
+    assert!(lines[2].contains("mode 0710, owner 0:0"), "{history}");
+    assert!(lines[3].ends_with("removed"), "{history}");
+
+    let to = stack.dir.path().join("restored");
+    let out = ok(&stack, &["restore", "--to", to.to_str().unwrap(), "/"]);
+    assert!(
+        out.contains("restored 2 of 2 files") && out.contains("and 6 of 6 directories"),
+        "{out}"
+    );
+    assert_eq!(dirs(&to), want);
+    assert_eq!(tree(&to), tree(&stack.source));
+
+    // Before the rmdir, the removed directory was there, with its mode.
+    let then = stack.dir.path().join("then");
+    let at = [
+        "restore",
+        "--at",
+        &before_rmdir,
+        "--to",
+        then.to_str().unwrap(),
+    ];
+    ok(&stack, &[&at[..], &["/"]].concat());
+    let mut want_then = want.clone();
+    want_then.insert(PathBuf::from("doomed"), (0o710, 0, 0));
+    assert_eq!(dirs(&then), want_then);
+    // Selected alone, an empty directory is something to restore.
+    let alone = stack.dir.path().join("alone");
+    let out = ok(
+        &stack,
+        &["restore", "--to", alone.to_str().unwrap(), "empty"],
+    );
+    assert!(out.contains("1 of 1 directories"), "{out}");
+    assert!(alone.join("empty").is_dir());
 }

@@ -278,6 +278,9 @@ impl Default for Options {
     }
 }
 
+/// SQL: the catalog row is a file's version, not a directory's (whose mode holds S_IFDIR).
+pub const NOT_DIR: &str = "(mode & 61440) != 16384";
+
 /// A running backupfs mount with its clamd and S3 server.
 pub struct Stack {
     pub dir: tempfile::TempDir,
@@ -409,11 +412,14 @@ impl Stack {
         conn
     }
 
-    /// The newest catalog entry for each path: (sha256 hex, object).
+    /// The newest catalog entry for each file's path: (sha256 hex, object). Directories'
+    /// versions are left out.
     pub fn catalog(&self) -> std::collections::HashMap<String, (String, String)> {
         let conn = self.db();
         let mut stmt = conn
-            .prepare("SELECT path, sha256, object FROM catalog ORDER BY id")
+            .prepare(&format!(
+                "SELECT path, sha256, object FROM catalog WHERE {NOT_DIR} ORDER BY id"
+            ))
             .unwrap();
         let rows = stmt
             .query_map([], |r| {
@@ -513,8 +519,8 @@ impl Stack {
         }
     }
 
-    /// Waits until `n` versions are recorded and all of them are in the catalog in the
-    /// destination.
+    /// Waits until `n` versions of files are recorded and every record (of files,
+    /// directories and removals) is in the catalog in the destination.
     pub fn wait_published(&self, n: i64) {
         wait_for(
             &format!("{n} versions published"),
@@ -523,7 +529,12 @@ impl Stack {
                 let (all, unpublished): (i64, i64) = self
                     .db()
                     .query_row(
-                        "SELECT COUNT(*), COALESCE(SUM(published = 0), 0) FROM catalog",
+                        &format!(
+                            "SELECT COALESCE(SUM({NOT_DIR}), 0),
+                                COALESCE(SUM(published = 0), 0)
+                                + (SELECT COUNT(*) FROM removals WHERE published = 0)
+                             FROM catalog"
+                        ),
                         [],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
