@@ -39,7 +39,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     tracing::info!(config = %config_path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
 
     match sys::raise_nofile_limit() {
-        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Ok(n) => tracing::info!(limit = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
     if let Some(warning) = settings.allowed_warning() {

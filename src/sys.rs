@@ -418,3 +418,70 @@ pub fn detach(path: &Path) -> io::Result<()> {
     // SAFETY: valid C string, plain syscall.
     check(unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) }).map(drop)
 }
+
+/// A kernel file handle: names an inode on its filesystem without holding it open.
+#[derive(Debug, Clone)]
+pub struct FileHandle {
+    handle_type: i32,
+    bytes: Vec<u8>,
+}
+
+/// Room for the handle header plus the largest handle any filesystem returns.
+const HANDLE_BUF: usize = std::mem::size_of::<libc::file_handle>() + libc::MAX_HANDLE_SZ as usize;
+
+/// The file handle of the file `fd` refers to (an `O_PATH` descriptor will do). Fails with
+/// `EOPNOTSUPP` on filesystems that have none.
+pub fn file_handle(fd: BorrowedFd<'_>) -> io::Result<FileHandle> {
+    // u32 words keep the buffer aligned for the header.
+    let mut buf = [0u32; HANDLE_BUF.div_ceil(4)];
+    let header = buf.as_mut_ptr().cast::<libc::file_handle>();
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `header` points at a buffer of HANDLE_BUF bytes, enough for a file_handle
+    // header followed by MAX_HANDLE_SZ bytes, as handle_bytes tells the kernel.
+    unsafe {
+        (*header).handle_bytes = libc::MAX_HANDLE_SZ as libc::c_uint;
+        check(libc::name_to_handle_at(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            header,
+            &mut mount_id,
+            libc::AT_EMPTY_PATH,
+        ))?;
+        let len = ((*header).handle_bytes as usize).min(libc::MAX_HANDLE_SZ as usize);
+        let start = std::mem::size_of::<libc::file_handle>();
+        let bytes = std::slice::from_raw_parts(buf.as_ptr().cast::<u8>().add(start), len);
+        Ok(FileHandle {
+            handle_type: (*header).handle_type,
+            bytes: bytes.to_vec(),
+        })
+    }
+}
+
+/// Opens the file `handle` names, on the filesystem `mount_fd` is on (needs
+/// CAP_DAC_READ_SEARCH). Fails with `ESTALE` once the file is gone.
+pub fn open_by_handle(
+    mount_fd: BorrowedFd<'_>,
+    handle: &FileHandle,
+    flags: i32,
+) -> io::Result<OwnedFd> {
+    let mut buf = [0u32; HANDLE_BUF.div_ceil(4)];
+    let header = buf.as_mut_ptr().cast::<libc::file_handle>();
+    // SAFETY: as in `file_handle`; the handle bytes fit, being at most MAX_HANDLE_SZ long.
+    let fd = unsafe {
+        (*header).handle_bytes = handle.bytes.len() as libc::c_uint;
+        (*header).handle_type = handle.handle_type;
+        let start = std::mem::size_of::<libc::file_handle>();
+        std::ptr::copy_nonoverlapping(
+            handle.bytes.as_ptr(),
+            buf.as_mut_ptr().cast::<u8>().add(start),
+            handle.bytes.len(),
+        );
+        check(libc::open_by_handle_at(
+            mount_fd.as_raw_fd(),
+            header,
+            flags | libc::O_CLOEXEC,
+        ))?
+    };
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

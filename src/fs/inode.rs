@@ -1,12 +1,19 @@
-//! The inode table: one `O_PATH` descriptor per file the kernel currently remembers.
+//! The inode table: every file the kernel currently remembers, by a reference that survives
+//! renames.
 //!
-//! Holding a descriptor, rather than a path, is what lets a file that is open but unlinked
-//! keep working, and keeps every later `*at()` call relative to the right directory even if
-//! the tree is renamed around it.
+//! A directory keeps an `O_PATH` descriptor, so every `*at()` call stays relative to the
+//! right directory even if the tree is renamed around it. Any other file keeps only its
+//! kernel file handle and is opened by it when needed: the kernel may remember far more
+//! files than a process may hold open (a git repository is tens of thousands), and running
+//! out of descriptors would fail the applications' calls. Where the filesystem has no file
+//! handles, the descriptor is kept. A file whose last name is removed through the mount
+//! cannot be opened by handle any more, so it is given a descriptor first; that is what keeps
+//! a file that is open but unlinked working.
 
 use std::collections::HashMap;
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::sys;
 
@@ -34,12 +41,79 @@ pub struct Inode {
     pub ino: u64,
     pub key: FileKey,
     pub mode: u32,
-    fd: OwnedFd,
+    reference: Reference,
+    /// A descriptor taken before the file's last name was removed.
+    pinned: OnceLock<OwnedFd>,
+}
+
+#[derive(Debug)]
+enum Reference {
+    Fd(OwnedFd),
+    /// The file handle, and a descriptor on the same filesystem to open it from.
+    Handle(sys::FileHandle, Arc<OwnedFd>),
+}
+
+/// An `O_PATH` descriptor of an inode: its own, or one opened for this use.
+pub enum InodeFd<'a> {
+    Kept(BorrowedFd<'a>),
+    Opened(OwnedFd),
+}
+
+impl AsFd for InodeFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Self::Kept(fd) => *fd,
+            Self::Opened(fd) => fd.as_fd(),
+        }
+    }
 }
 
 impl Inode {
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// An `O_PATH` descriptor of this file. Fails with `ESTALE` if the file is gone.
+    pub fn fd(&self) -> io::Result<InodeFd<'_>> {
+        if let Some(fd) = self.pinned.get() {
+            return Ok(InodeFd::Kept(fd.as_fd()));
+        }
+        match &self.reference {
+            Reference::Fd(fd) => Ok(InodeFd::Kept(fd.as_fd())),
+            Reference::Handle(handle, mount) => Ok(InodeFd::Opened(sys::open_by_handle(
+                mount.as_fd(),
+                handle,
+                libc::O_PATH | libc::O_NOFOLLOW,
+            )?)),
+        }
+    }
+
+    /// The descriptor of a directory (directories always keep theirs).
+    pub fn dir_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        match &self.reference {
+            Reference::Fd(fd) => Ok(fd.as_fd()),
+            Reference::Handle(..) => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+        }
+    }
+
+    /// Opens the file itself with `flags` (no creation flags).
+    pub fn open(&self, flags: i32) -> io::Result<OwnedFd> {
+        let fd = match (&self.reference, self.pinned.get()) {
+            (Reference::Handle(handle, mount), None) => {
+                return sys::open_by_handle(mount.as_fd(), handle, flags);
+            }
+            (_, Some(fd)) | (Reference::Fd(fd), None) => fd,
+        };
+        sys::openat(
+            sys::cwd(),
+            sys::proc_fd_path(fd.as_fd()).as_os_str(),
+            flags,
+            0,
+        )
+    }
+
+    /// Keeps `fd` (an `O_PATH` descriptor of this file) for as long as the inode is known:
+    /// called before the file's last name is removed.
+    pub fn pin(&self, fd: OwnedFd) {
+        if matches!(self.reference, Reference::Handle(..)) {
+            let _ = self.pinned.set(fd);
+        }
     }
 
     pub fn is_dir(&self) -> bool {
@@ -66,15 +140,37 @@ struct Table {
 /// Maps FUSE inode numbers to backing descriptors, with the kernel's lookup counts.
 pub struct InodeTable {
     table: Mutex<Table>,
+    /// A descriptor of the source directory, to open file handles from.
+    mount: Option<Arc<OwnedFd>>,
+    dev: u64,
 }
 
 impl InodeTable {
     pub fn new(root_fd: OwnedFd, root: &sys::Stat) -> Self {
+        // open_by_handle_at wants a real descriptor, not an O_PATH one.
+        let mount = sys::openat(
+            root_fd.as_fd(),
+            std::ffi::OsStr::new("."),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        )
+        .ok()
+        .filter(|fd| {
+            // Handles need CAP_DAC_READ_SEARCH to open: try the root's own.
+            sys::file_handle(fd.as_fd())
+                .and_then(|h| sys::open_by_handle(fd.as_fd(), &h, libc::O_PATH))
+                .is_ok()
+        })
+        .map(Arc::new);
+        if mount.is_none() {
+            tracing::info!("file handles unavailable; the mount keeps a descriptor per file the kernel remembers");
+        }
         let inode = Arc::new(Inode {
             ino: ROOT,
             key: FileKey::of(root),
             mode: root.st_mode,
-            fd: root_fd,
+            reference: Reference::Fd(root_fd),
+            pinned: OnceLock::new(),
         });
         let mut table = Table {
             next: ROOT + 1,
@@ -91,6 +187,21 @@ impl InodeTable {
         );
         Self {
             table: Mutex::new(table),
+            mount,
+            dev: root.st_dev,
+        }
+    }
+
+    /// How a newly known file is referred to: directories, and files where handles do not
+    /// work, by their descriptor.
+    fn reference(&self, fd: OwnedFd, st: &sys::Stat) -> Reference {
+        let dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        match &self.mount {
+            Some(mount) if !dir && st.st_dev == self.dev => match sys::file_handle(fd.as_fd()) {
+                Ok(handle) => Reference::Handle(handle, mount.clone()),
+                Err(_) => Reference::Fd(fd),
+            },
+            _ => Reference::Fd(fd),
         }
     }
 
@@ -128,7 +239,8 @@ impl InodeTable {
             ino,
             key,
             mode: st.st_mode,
-            fd,
+            reference: self.reference(fd, st),
+            pinned: OnceLock::new(),
         });
         table.by_key.insert(key, ino);
         table.by_ino.insert(

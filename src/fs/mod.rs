@@ -88,7 +88,8 @@ pub struct DirEntry {
 
 struct Handle {
     file: File,
-    ino: Arc<Inode>,
+    /// Keeps the inode known while the handle is open.
+    _inode: Arc<Inode>,
     /// Opened with write access: only such a handle can change the content.
     writable: bool,
     /// Set once a request through this handle changed the file (a write, a truncation).
@@ -199,7 +200,7 @@ impl Passthrough {
         for handle in open {
             if handle.moved_on() {
                 handle.changed.store(false, Ordering::Relaxed);
-                self.notify_changed(handle.ino.fd());
+                self.notify_changed(handle.file.as_fd());
             }
         }
     }
@@ -235,7 +236,7 @@ impl Passthrough {
 
     fn child_path(&self, parent: &Inode, name: &OsStr) -> io::Result<PathBuf> {
         let dir = self
-            .path_of(parent.fd())
+            .path_of(parent.dir_fd()?)
             .ok_or_else(|| errno(libc::ENOENT))?;
         Ok(dir.join(name))
     }
@@ -277,7 +278,7 @@ impl Passthrough {
     }
 
     fn lookup_fd(&self, parent: &Inode, name: &OsStr) -> io::Result<OwnedFd> {
-        sys::openat(parent.fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)
+        sys::openat(parent.dir_fd()?, name, libc::O_PATH | libc::O_NOFOLLOW, 0)
     }
 
     pub fn lookup(&self, parent: u64, name: &OsStr) -> io::Result<Entry> {
@@ -294,17 +295,18 @@ impl Passthrough {
     }
 
     pub fn getattr(&self, ino: u64) -> io::Result<sys::Stat> {
-        sys::fstat(self.inode(ino)?.fd())
+        sys::fstat(self.inode(ino)?.fd()?.as_fd())
     }
 
     pub fn setattr(&self, ino: u64, set: SetAttr) -> io::Result<sys::Stat> {
         let inode = self.inode(ino)?;
-        let path = sys::proc_fd_path(inode.fd());
+        let fd = inode.fd()?;
+        let path = sys::proc_fd_path(fd.as_fd());
         if let Some(mode) = set.mode {
             sys::chmod_path(&path, mode & 0o7777)?;
         }
         if set.uid.is_some() || set.gid.is_some() {
-            sys::fchownat_empty(inode.fd(), set.uid, set.gid)?;
+            sys::fchownat_empty(fd.as_fd(), set.uid, set.gid)?;
         }
         if let Some(size) = set.size {
             self.truncate(&inode, set.fh, size)?;
@@ -324,12 +326,12 @@ impl Passthrough {
         if changed && !inode.is_dir() && !inode.is_symlink() {
             match set.fh.and_then(|fh| self.handle(fh).ok()) {
                 Some(handle) => handle.changed.store(true, Ordering::Relaxed),
-                None => self.notify_changed(inode.fd()),
+                None => self.notify_changed(fd.as_fd()),
             }
         }
-        let st = sys::fstat(inode.fd())?;
+        let st = sys::fstat(fd.as_fd())?;
         if inode.is_dir() && (set.mode.is_some() || set.uid.is_some() || set.gid.is_some()) {
-            self.notify_dir(inode.fd(), &st);
+            self.notify_dir(fd.as_fd(), &st);
         }
         Ok(st)
     }
@@ -340,14 +342,11 @@ impl Passthrough {
         if let Some(handle) = fh.and_then(|fh| self.handle(fh).ok()) {
             return handle.file.set_len(size);
         }
-        File::options()
-            .write(true)
-            .open(sys::proc_fd_path(inode.fd()))?
-            .set_len(size)
+        File::from(inode.open(libc::O_WRONLY)?).set_len(size)
     }
 
     pub fn readlink(&self, ino: u64) -> io::Result<Vec<u8>> {
-        sys::readlink_fd(self.inode(ino)?.fd())
+        sys::readlink_fd(self.inode(ino)?.fd()?.as_fd())
     }
 
     /// Gives a new file to the calling user, as a normal filesystem would, when the daemon
@@ -392,7 +391,9 @@ impl Passthrough {
             Ok(fd) => self.entry_for(fd),
             Err(e) => {
                 let flag = if dir { libc::AT_REMOVEDIR } else { 0 };
-                let _ = sys::unlinkat(parent.fd(), name, flag);
+                if let Ok(dir) = parent.dir_fd() {
+                    let _ = sys::unlinkat(dir, name, flag);
+                }
                 Err(e)
             }
         }
@@ -409,7 +410,7 @@ impl Passthrough {
     ) -> io::Result<Entry> {
         let parent = self.inode(parent)?;
         self.admit(&parent, name)?;
-        sys::mknodat(parent.fd(), name, mode & !umask, u64::from(rdev))?;
+        sys::mknodat(parent.dir_fd()?, name, mode & !umask, u64::from(rdev))?;
         let entry = self.finish_create(&parent, name, caller, Some(mode & !umask), false)?;
         if mode & libc::S_IFMT == libc::S_IFREG {
             self.sink.changed(&self.child_path(&parent, name)?);
@@ -427,10 +428,12 @@ impl Passthrough {
     ) -> io::Result<Entry> {
         let parent = self.inode(parent)?;
         self.admit(&parent, name)?;
-        sys::mkdirat(parent.fd(), name, mode & !umask & 0o7777)?;
+        sys::mkdirat(parent.dir_fd()?, name, mode & !umask & 0o7777)?;
         let entry = self.finish_create(&parent, name, caller, Some(mode & !umask), true)?;
         if let Ok(dir) = self.inode(entry.ino) {
-            self.notify_dir(dir.fd(), &entry.stat);
+            if let Ok(fd) = dir.dir_fd() {
+                self.notify_dir(fd, &entry.stat);
+            }
         }
         Ok(entry)
     }
@@ -444,16 +447,20 @@ impl Passthrough {
     ) -> io::Result<Entry> {
         let parent = self.inode(parent)?;
         self.admit(&parent, name)?;
-        sys::symlinkat(target.as_os_str(), parent.fd(), name)?;
+        sys::symlinkat(target.as_os_str(), parent.dir_fd()?, name)?;
         self.finish_create(&parent, name, caller, None, false)
     }
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> io::Result<()> {
         let parent = self.inode(parent)?;
         let _names = self.renaming.read().unwrap_or_else(|e| e.into_inner());
-        let st = sys::fstatat(parent.fd(), name, libc::AT_SYMLINK_NOFOLLOW);
+        let dir = parent.dir_fd()?;
+        let st = sys::fstatat(dir, name, libc::AT_SYMLINK_NOFOLLOW);
+        if let Ok(st) = &st {
+            self.before_last_name_goes(dir, name, st);
+        }
         let path = self.child_path(&parent, name);
-        sys::unlinkat(parent.fd(), name, 0)?;
+        sys::unlinkat(dir, name, 0)?;
         if let (Ok(st), Ok(path)) = (st, path) {
             if st.st_mode & libc::S_IFMT == libc::S_IFREG {
                 self.sink.removed(&path);
@@ -462,11 +469,24 @@ impl Passthrough {
         Ok(())
     }
 
+    /// A known file whose last name is about to go can no longer be opened by its handle
+    /// afterwards, yet may still be open: it keeps a descriptor from now on.
+    fn before_last_name_goes(&self, dir: BorrowedFd<'_>, name: &OsStr, st: &sys::Stat) {
+        if st.st_nlink > 1 || st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            return;
+        }
+        if let Some(inode) = self.inodes.find(FileKey::of(st)) {
+            if let Ok(fd) = sys::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+                inode.pin(fd);
+            }
+        }
+    }
+
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> io::Result<()> {
         let parent = self.inode(parent)?;
         let _names = self.renaming.read().unwrap_or_else(|e| e.into_inner());
         let path = self.child_path(&parent, name);
-        sys::unlinkat(parent.fd(), name, libc::AT_REMOVEDIR)?;
+        sys::unlinkat(parent.dir_fd()?, name, libc::AT_REMOVEDIR)?;
         if let Ok(path) = path {
             self.sink.removed(&path);
         }
@@ -486,9 +506,15 @@ impl Passthrough {
         self.admit(&to, new_name)?;
         let _names = self.renaming.write().unwrap_or_else(|e| e.into_inner());
         let old_path = self.child_path(&from, name);
-        sys::renameat2(from.fd(), name, to.fd(), new_name, flags)?;
+        let (from_dir, to_dir) = (from.dir_fd()?, to.dir_fd()?);
+        if flags & libc::RENAME_EXCHANGE == 0 {
+            if let Ok(st) = sys::fstatat(to_dir, new_name, libc::AT_SYMLINK_NOFOLLOW) {
+                self.before_last_name_goes(to_dir, new_name, &st);
+            }
+        }
+        sys::renameat2(from_dir, name, to_dir, new_name, flags)?;
         // Queued work follows the file to its new name.
-        let st = sys::fstatat(to.fd(), new_name, libc::AT_SYMLINK_NOFOLLOW);
+        let st = sys::fstatat(to_dir, new_name, libc::AT_SYMLINK_NOFOLLOW);
         if let (Ok(old), Ok(new), Ok(st)) = (old_path, self.child_path(&to, new_name), st) {
             let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
             if flags & libc::RENAME_EXCHANGE != 0 {
@@ -506,7 +532,7 @@ impl Passthrough {
         let inode = self.inode(ino)?;
         let to = self.inode(new_parent)?;
         self.admit(&to, new_name)?;
-        sys::link_fd(inode.fd(), to.fd(), new_name)?;
+        sys::link_fd(inode.fd()?.as_fd(), to.dir_fd()?, new_name)?;
         let entry = self.entry_for(self.lookup_fd(&to, new_name)?)?;
         if !inode.is_dir() && !inode.is_symlink() {
             self.sink.changed(&self.child_path(&to, new_name)?);
@@ -529,7 +555,7 @@ impl Passthrough {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(Handle {
             file,
-            ino,
+            _inode: ino,
             writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
             changed: AtomicBool::new(changed),
             seen: Mutex::new(seen),
@@ -540,12 +566,7 @@ impl Passthrough {
 
     pub fn open(&self, ino: u64, flags: i32) -> io::Result<u64> {
         let inode = self.inode(ino)?;
-        let fd = sys::openat(
-            sys::cwd(),
-            sys::proc_fd_path(inode.fd()).as_os_str(),
-            flags & !CREATION_FLAGS,
-            0,
-        )?;
+        let fd = inode.open(flags & !CREATION_FLAGS)?;
         let truncates = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
         self.add_handle(File::from(fd), inode, flags, truncates, None)
     }
@@ -565,16 +586,17 @@ impl Passthrough {
         let flags = flags | libc::O_CREAT | libc::O_NOFOLLOW;
         // Only a file this call really created is handed to the caller: if the name appeared
         // in the source meanwhile, open it as open(2) would, and leave its owner alone.
-        let fd = match sys::openat(parent_inode.fd(), name, flags | libc::O_EXCL, mode) {
+        let dir = parent_inode.dir_fd()?;
+        let fd = match sys::openat(dir, name, flags | libc::O_EXCL, mode) {
             Ok(fd) => {
                 if let Err(e) = self.give_to_caller(fd.as_fd(), caller, Some(mode)) {
-                    let _ = sys::unlinkat(parent_inode.fd(), name, 0);
+                    let _ = sys::unlinkat(dir, name, 0);
                     return Err(e);
                 }
                 fd
             }
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && flags & libc::O_EXCL == 0 => {
-                sys::openat(parent_inode.fd(), name, flags & !libc::O_CREAT, 0)?
+                sys::openat(dir, name, flags & !libc::O_CREAT, 0)?
             }
             Err(e) => return Err(e),
         };
@@ -642,7 +664,7 @@ impl Passthrough {
         // Both checks run: `moved_on` also catches writes that never reached the daemon.
         let moved = handle.writable && handle.moved_on();
         if handle.changed.load(Ordering::Relaxed) || moved {
-            self.notify_changed(handle.ino.fd());
+            self.notify_changed(handle.file.as_fd());
         }
         Ok(())
     }
@@ -667,8 +689,9 @@ impl Passthrough {
 
     pub fn opendir(&self, ino: u64) -> io::Result<u64> {
         let inode = self.inode(ino)?;
-        let path = sys::proc_fd_path(inode.fd());
-        let parent_ino = sys::fstatat(inode.fd(), OsStr::new(".."), 0)
+        let dir = inode.dir_fd()?;
+        let path = sys::proc_fd_path(dir);
+        let parent_ino = sys::fstatat(dir, OsStr::new(".."), 0)
             .map(|st| st.st_ino)
             .unwrap_or(0);
         let mut entries = vec![
@@ -702,7 +725,7 @@ impl Passthrough {
     }
 
     pub fn statfs(&self) -> io::Result<libc::statvfs> {
-        sys::fstatvfs(self.inode(ROOT)?.fd())
+        sys::fstatvfs(self.inode(ROOT)?.dir_fd()?)
     }
 
     pub fn access(&self, ino: u64, mask: i32) -> io::Result<()> {
@@ -710,35 +733,42 @@ impl Passthrough {
         if inode.is_symlink() {
             return Ok(());
         }
-        sys::access_path(&sys::proc_fd_path(inode.fd()), mask)
+        let fd = inode.fd()?;
+        sys::access_path(&sys::proc_fd_path(fd.as_fd()), mask)
     }
 
-    fn xattr_path(&self, ino: u64) -> io::Result<PathBuf> {
+    /// Runs `f` on a path through which the file's extended attributes can be reached.
+    fn with_xattr_path<R>(
+        &self,
+        ino: u64,
+        f: impl FnOnce(&Path) -> io::Result<R>,
+    ) -> io::Result<R> {
         let inode = self.inode(ino)?;
         if inode.is_symlink() {
             // The /proc link would follow the symlink; user xattrs on symlinks are not
             // allowed on Linux anyway.
             return Err(errno(libc::ENOTSUP));
         }
-        Ok(sys::proc_fd_path(inode.fd()))
+        let fd = inode.fd()?;
+        f(&sys::proc_fd_path(fd.as_fd()))
     }
 
     pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> io::Result<sys::Xattr> {
-        sys::getxattr(&self.xattr_path(ino)?, name, size as usize)
+        self.with_xattr_path(ino, |p| sys::getxattr(p, name, size as usize))
     }
 
     pub fn listxattr(&self, ino: u64, size: u32) -> io::Result<sys::Xattr> {
-        sys::listxattr(&self.xattr_path(ino)?, size as usize)
+        self.with_xattr_path(ino, |p| sys::listxattr(p, size as usize))
     }
 
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
-        sys::setxattr(&self.xattr_path(ino)?, name, value, flags)?;
+        self.with_xattr_path(ino, |p| sys::setxattr(p, name, value, flags))?;
         self.acl_changed(ino, name);
         Ok(())
     }
 
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> io::Result<()> {
-        sys::removexattr(&self.xattr_path(ino)?, name)?;
+        self.with_xattr_path(ino, |p| sys::removexattr(p, name))?;
         self.acl_changed(ino, name);
         Ok(())
     }
@@ -750,8 +780,10 @@ impl Passthrough {
             return;
         }
         if let Some(dir) = self.inode(ino).ok().filter(|i| i.is_dir()) {
-            if let Ok(st) = sys::fstat(dir.fd()) {
-                self.notify_dir(dir.fd(), &st);
+            if let Ok(fd) = dir.dir_fd() {
+                if let Ok(st) = sys::fstat(fd) {
+                    self.notify_dir(fd, &st);
+                }
             }
         }
     }
@@ -764,7 +796,7 @@ impl Passthrough {
         let root = self.inode(ROOT).ok()?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => {
-                let fd = sys::open_beneath(root.fd(), p, libc::O_PATH).ok()?;
+                let fd = sys::open_beneath(root.dir_fd().ok()?, p, libc::O_PATH).ok()?;
                 let st = sys::fstat(fd.as_fd()).ok()?;
                 self.inodes.find(FileKey::of(&st))?.ino
             }

@@ -378,3 +378,57 @@ fn an_access_acl_on_a_directory_reports_its_new_mode() {
     ];
     assert_eq!(*sink.2.lock().unwrap(), want);
 }
+
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// The kernel may remember far more files than the daemon may hold open: files are kept by
+/// handle, directories by descriptor.
+#[test]
+fn known_files_hold_no_descriptors() {
+    let (dir, fs, _) = setup();
+    for i in 0..300 {
+        std::fs::write(dir.path().join(format!("f{i}")), b"x").unwrap();
+    }
+    let before = open_descriptors();
+    let entries: Vec<Entry> = (0..300)
+        .map(|i| fs.lookup(ROOT, OsStr::new(&format!("f{i}"))).unwrap())
+        .collect();
+    assert_eq!(fs.known_inodes(), 301);
+    assert!(
+        open_descriptors() < before + 10,
+        "{} descriptors for 300 known files",
+        open_descriptors() - before
+    );
+    // Each still works: attributes, open, and a change through a fresh handle.
+    let e = entries[123];
+    assert_eq!(fs.getattr(e.ino).unwrap().st_ino, e.stat.st_ino);
+    let fh = fs.open(e.ino, libc::O_RDWR).unwrap();
+    fs.write(fh, 1, b"yz").unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(std::fs::read(dir.path().join("f123")).unwrap(), b"xyz");
+}
+
+/// A known file whose last name is removed through the mount still answers, as it would on
+/// any filesystem for a process that has it open.
+#[test]
+fn a_known_file_keeps_answering_after_its_last_name_goes() {
+    let (dir, fs, _) = setup();
+    std::fs::write(dir.path().join("gone.txt"), b"still here").unwrap();
+    let e = fs.lookup(ROOT, OsStr::new("gone.txt")).unwrap();
+    let fh = fs.open(e.ino, libc::O_RDONLY).unwrap();
+    fs.unlink(ROOT, OsStr::new("gone.txt")).unwrap();
+    let st = fs.getattr(e.ino).unwrap();
+    assert_eq!((st.st_nlink, st.st_size), (0, 10));
+    assert_eq!(fs.read(fh, 0, 64).unwrap(), b"still here");
+    fs.release(fh).unwrap();
+
+    // The same when a rename replaces it.
+    std::fs::write(dir.path().join("old.txt"), b"old").unwrap();
+    std::fs::write(dir.path().join("new.txt"), b"new").unwrap();
+    let old = fs.lookup(ROOT, OsStr::new("old.txt")).unwrap();
+    fs.rename(ROOT, OsStr::new("new.txt"), ROOT, OsStr::new("old.txt"), 0)
+        .unwrap();
+    assert_eq!(fs.getattr(old.ino).unwrap().st_nlink, 0);
+}
