@@ -30,10 +30,13 @@
 #   create  one python3 process creates, writes and closes BENCH_FS_FILES (default
 #           10000) files of 4 KiB in a new directory (os.open O_CREAT|O_EXCL, one write,
 #           close). Every file has distinct content, so backupfs backs up each one.
-#           Each run's directory is removed afterwards (untimed), except the last run's.
+#           Every run writes a new directory, and nothing is removed until all create
+#           and stat runs are over: ext4 (here without a journal) does not reuse inodes
+#           freed in the last 30 s and scans past each of them, so a removal just before
+#           a create run would slow whichever target allocates in that block group.
 #   stat    lstat of each file of the last create run in one python3 process, twice;
 #           only the second pass is timed, since the first includes the kernel's initial
-#           lookups. The files are removed afterwards (untimed).
+#           lookups. Then all create runs' files are removed (untimed).
 #   git     `git status` on a committed repository of BENCH_FS_FILES files (100 per
 #           directory), created through the target; one warm-up run, then one timed.
 #
@@ -379,10 +382,6 @@ measure() {
             run "$w" "$t" "$path" "$count"
             printf '%s\t%s\t%s\t%s\n' "$w" "$t" "$rep" "$VALUE" >>"$RESULTS"
             printf '  %-7s %-9s run %d: %s\n' "$w" "$t" "$rep" "$VALUE"
-            # Only the last create run's files stay, for the stat workload.
-            if [[ $w == create ]] && ((rep < REPS)); then
-                discard "$t" "$path"
-            fi
         done
     done
 }
@@ -403,7 +402,9 @@ measure create "$FILES" c
 echo "stat: $FILES files, second pass"
 measure stat "$FILES" "c$REPS"
 for t in "${TARGETS[@]}"; do
-    discard "$t" "${DIR[$t]}/c$REPS"
+    for ((rep = 1; rep <= REPS; rep++)); do
+        discard "$t" "${DIR[$t]}/c$rep"
+    done
 done
 echo "git: setting up a repository of $FILES files on each target"
 for t in "${TARGETS[@]}"; do
