@@ -164,19 +164,6 @@ fn write_file(path: &Path, content: &[u8], mode: u32) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
 }
 
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n + 8);
-    let mut x = seed | 1;
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
-
 /// Runs a command to success and returns its standard output.
 fn run(cmd: &mut Command) -> String {
     let out = cmd

@@ -70,19 +70,6 @@ fn ok(stack: &Stack, args: &[&str]) -> String {
     out
 }
 
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n);
-    let mut x = seed | 1;
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
-
 #[test]
 fn disaster_recovery_restores_every_file_from_the_bucket_alone() {
     let mut stack = Stack::start();

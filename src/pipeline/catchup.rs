@@ -141,6 +141,19 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    /// A state database in `dir` and a queue over it that runs jobs at once.
+    fn queue_in(dir: &Path) -> (Arc<crate::state::State>, Arc<Metrics>, Arc<Queue>) {
+        let state = Arc::new(crate::state::State::open(&dir.join("state")).unwrap());
+        let metrics = Metrics::new().unwrap();
+        let queue = Queue::new(
+            state.clone(),
+            metrics.clone(),
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        (state, metrics, queue)
+    }
+
     #[test]
     fn queues_new_and_changed_files_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -149,14 +162,7 @@ mod tests {
         fs::write(source.join("a.txt"), b"a").unwrap();
         fs::write(source.join("sub/b.txt"), b"b").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", source.join("link")).unwrap();
-        let state = Arc::new(crate::state::State::open(&dir.path().join("state")).unwrap());
-        let metrics = Metrics::new().unwrap();
-        let queue = Queue::new(
-            state.clone(),
-            metrics.clone(),
-            Duration::ZERO,
-            Duration::ZERO,
-        );
+        let (state, metrics, queue) = queue_in(dir.path());
 
         let first = run(&source, &queue, &metrics).unwrap();
         assert_eq!(
@@ -197,14 +203,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("elsewhere"), source.join("link")).unwrap();
         fs::set_permissions(source.join("a"), fs::Permissions::from_mode(0o750)).unwrap();
         fs::set_permissions(source.join("a/empty"), fs::Permissions::from_mode(0o755)).unwrap();
-        let state = Arc::new(crate::state::State::open(&dir.path().join("state")).unwrap());
-        let metrics = Metrics::new().unwrap();
-        let queue = Queue::new(
-            state.clone(),
-            metrics.clone(),
-            Duration::ZERO,
-            Duration::ZERO,
-        );
+        let (state, metrics, queue) = queue_in(dir.path());
 
         let first = run(&source, &queue, &metrics).unwrap();
         assert_eq!((first.dirs, first.dirs_recorded), (2, 2));
