@@ -152,7 +152,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             .context("cannot start the catalog writer")?
     };
 
-    let session = mount(&settings, fs)?;
+    let session = match mount(&settings, fs) {
+        Ok(session) => session,
+        Err(e) => {
+            // Stop the workers and the catalog writer before the runtime they use goes.
+            pipeline.shutdown(Duration::ZERO);
+            publishing.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = publisher.join();
+            return Err(e);
+        }
+    };
     let _ = notifier.set(session.notifier());
     tracing::info!(source = %cfg.mount.source.display(), mountpoint = %cfg.mount.mountpoint.display(), workers = cfg.pipeline.workers, "mounted");
     start_catchup(&cfg.mount.source, pipeline.queue().clone(), metrics.clone());
@@ -291,8 +300,17 @@ fn mount(settings: &Settings, fs: Arc<Passthrough>) -> anyhow::Result<fuser::Bac
     options.n_threads = Some(cfg.mount.threads);
     options.clone_fd = true;
     let adapter = FuseAdapter::new(fs, cfg.mount.passthrough, cfg.mount.cache_timeout);
-    let session = fuser::Session::new(adapter, mountpoint, &options)
-        .with_context(|| format!("mount.mountpoint {}: cannot mount", mountpoint.display()))?;
+    let session = fuser::Session::new(adapter, mountpoint, &options).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied && crate::sys::geteuid() != 0 {
+            " (as a user other than root, mounting needs read and write access to /dev/fuse and the set-user-ID fusermount3 from the fuse3 package)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "mount.mountpoint {}: cannot mount: {e}{hint}",
+            mountpoint.display()
+        )
+    })?;
     session
         .spawn()
         .with_context(|| format!("mount.mountpoint {}: cannot start", mountpoint.display()))
