@@ -46,8 +46,8 @@
 # target the script waits (up to BENCH_FS_DRAIN_TIMEOUT seconds, default 600) until that
 # mount's queue is empty (`backupfs status --json`), so that one measurement's backups do
 # not run during the next one's timing. The time spent draining is printed, and so is
-# each daemon's open-file limit: backupfs keeps a descriptor open for every inode the
-# kernel remembers, so that limit bounds how many files one mount can have looked up.
+# each daemon's open-file limit and how many descriptors it holds (files the kernel
+# remembers are kept by file handle, so this stays small however many it has looked up).
 #
 # Other environment: BENCH_FS_REPS (default 3); BENCH_FS_TIMEOUT, the limit of one
 # measurement in seconds (default 600); BACKUPFS_BENCH_NO_BUILD=1 uses the existing

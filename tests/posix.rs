@@ -295,6 +295,46 @@ fn nobody_cannot_read_another_users_private_file() {
     }
 }
 
+/// In a set-group-ID directory, what any user makes takes the directory's group, as on a
+/// plain filesystem, although the daemon makes it as root.
+#[test]
+fn a_set_group_id_directory_gives_its_group() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut stack = Stack::with(Options {
+        allow_other: true,
+        ..Options::default()
+    });
+    stack.mount();
+    std::fs::set_permissions(stack.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = stack.mnt.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    // Group `daemon` (gid 1), writable by all, set-group-ID.
+    std::os::unix::fs::chown(&shared, None, Some(1)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2777)).unwrap();
+    let out = as_nobody(&[
+        "sh",
+        "-c",
+        "cd \"$1\" && echo a > f && mkdir sub && mkfifo p && ln -s f l",
+        "sh",
+        shared.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["f", "sub", "p", "l"] {
+        let meta = std::fs::symlink_metadata(stack.source.join("shared").join(name)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 1), "{name}");
+    }
+    let sub = std::fs::metadata(stack.source.join("shared/sub")).unwrap();
+    assert_ne!(
+        sub.mode() & 0o2000,
+        0,
+        "a new directory inherits set-group-ID"
+    );
+}
+
 /// Symlinks in the source are served as symlinks: changing one through the mount changes the
 /// link, never its target outside the source, and the pipeline never backs up a target.
 #[test]

@@ -660,6 +660,22 @@ impl Filesystem for FuseAdapter {
         answer("fallocate", result, reply, |r, ()| r.ok());
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // No ioctl is passed through; ENOTTY is what a file that has none answers (isatty
+        // asks on every open by many programs), quietly.
+        reply.error(Errno::ENOTTY);
+    }
+
     fn lseek(
         &self,
         _req: &Request,

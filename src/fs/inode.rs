@@ -1,14 +1,16 @@
 //! The inode table: every file the kernel currently remembers, by a reference that survives
 //! renames.
 //!
-//! A directory keeps an `O_PATH` descriptor, so every `*at()` call stays relative to the
-//! right directory even if the tree is renamed around it. Any other file keeps only its
-//! kernel file handle and is opened by it when needed: the kernel may remember far more
-//! files than a process may hold open (a git repository is tens of thousands), and running
-//! out of descriptors would fail the applications' calls. Where the filesystem has no file
-//! handles, the descriptor is kept. A file whose last name is removed through the mount
-//! cannot be opened by handle any more, so it is given a descriptor first; that is what keeps
-//! a file that is open but unlinked working.
+//! Each file and directory keeps only its kernel file handle and is opened by it when
+//! needed (an `O_PATH` descriptor, so every `*at()` call stays relative to the right
+//! directory even if the tree is renamed around it): the kernel may remember far more files
+//! than a process may hold open (a git repository is tens of thousands), and running out of
+//! descriptors would fail the applications' calls. Where the filesystem has no file handles
+//! (or the daemon lacks CAP_DAC_READ_SEARCH to open them), the descriptor is kept instead,
+//! and the open-file limit bounds how many files the kernel can know at once. A file whose
+//! last name is removed through the mount (or a removed directory) cannot be opened by
+//! handle any more, so it is given a descriptor first; that is what keeps a file that is
+//! open but unlinked working.
 
 use std::collections::HashMap;
 use std::io;
@@ -84,12 +86,12 @@ impl Inode {
         }
     }
 
-    /// The descriptor of a directory (directories always keep theirs).
-    pub fn dir_fd(&self) -> io::Result<BorrowedFd<'_>> {
-        match &self.reference {
-            Reference::Fd(fd) => Ok(fd.as_fd()),
-            Reference::Handle(..) => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+    /// An `O_PATH` descriptor of a directory, for the `*at()` calls made in it.
+    pub fn dir_fd(&self) -> io::Result<InodeFd<'_>> {
+        if !self.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
         }
+        self.fd()
     }
 
     /// Opens the file itself with `flags` (no creation flags).
@@ -109,7 +111,7 @@ impl Inode {
     }
 
     /// Keeps `fd` (an `O_PATH` descriptor of this file) for as long as the inode is known:
-    /// called before the file's last name is removed.
+    /// called before the file's last name (or the directory) is removed.
     pub fn pin(&self, fd: OwnedFd) {
         if matches!(self.reference, Reference::Handle(..)) {
             let _ = self.pinned.set(fd);
@@ -192,12 +194,11 @@ impl InodeTable {
         }
     }
 
-    /// How a newly known file is referred to: directories, and files where handles do not
-    /// work, by their descriptor.
+    /// How a newly known file is referred to: by handle where handles work, else by its
+    /// descriptor.
     fn reference(&self, fd: OwnedFd, st: &sys::Stat) -> Reference {
-        let dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         match &self.mount {
-            Some(mount) if !dir && st.st_dev == self.dev => match sys::file_handle(fd.as_fd()) {
+            Some(mount) if st.st_dev == self.dev => match sys::file_handle(fd.as_fd()) {
                 Ok(handle) => Reference::Handle(handle, mount.clone()),
                 Err(_) => Reference::Fd(fd),
             },

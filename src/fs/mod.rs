@@ -236,7 +236,7 @@ impl Passthrough {
 
     fn child_path(&self, parent: &Inode, name: &OsStr) -> io::Result<PathBuf> {
         let dir = self
-            .path_of(parent.dir_fd()?)
+            .path_of(parent.dir_fd()?.as_fd())
             .ok_or_else(|| errno(libc::ENOENT))?;
         Ok(dir.join(name))
     }
@@ -278,7 +278,12 @@ impl Passthrough {
     }
 
     fn lookup_fd(&self, parent: &Inode, name: &OsStr) -> io::Result<OwnedFd> {
-        sys::openat(parent.dir_fd()?, name, libc::O_PATH | libc::O_NOFOLLOW, 0)
+        sys::openat(
+            parent.dir_fd()?.as_fd(),
+            name,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+        )
     }
 
     pub fn lookup(&self, parent: u64, name: &OsStr) -> io::Result<Entry> {
@@ -356,11 +361,16 @@ impl Passthrough {
     fn give_to_caller(
         &self,
         fd: BorrowedFd<'_>,
+        parent: BorrowedFd<'_>,
         caller: Caller,
         mode: Option<u32>,
     ) -> io::Result<()> {
         if self.chown_new && (caller.uid != 0 || caller.gid != 0) {
-            sys::fchownat_empty(fd, Some(caller.uid), Some(caller.gid))?;
+            // In a set-group-ID directory the new entry takes the directory's group, which
+            // the kernel already gave it.
+            let setgid_dir = sys::fstat(parent)?.st_mode & libc::S_ISGID != 0;
+            let gid = (!setgid_dir).then_some(caller.gid);
+            sys::fchownat_empty(fd, Some(caller.uid), gid)?;
         }
         if let Some(mode) = mode {
             let st = sys::fstat(fd)?;
@@ -384,7 +394,7 @@ impl Passthrough {
         dir: bool,
     ) -> io::Result<Entry> {
         let made = self.lookup_fd(parent, name).and_then(|fd| {
-            self.give_to_caller(fd.as_fd(), caller, mode)?;
+            self.give_to_caller(fd.as_fd(), parent.dir_fd()?.as_fd(), caller, mode)?;
             Ok(fd)
         });
         match made {
@@ -392,7 +402,7 @@ impl Passthrough {
             Err(e) => {
                 let flag = if dir { libc::AT_REMOVEDIR } else { 0 };
                 if let Ok(dir) = parent.dir_fd() {
-                    let _ = sys::unlinkat(dir, name, flag);
+                    let _ = sys::unlinkat(dir.as_fd(), name, flag);
                 }
                 Err(e)
             }
@@ -410,7 +420,12 @@ impl Passthrough {
     ) -> io::Result<Entry> {
         let parent = self.inode(parent)?;
         self.admit(&parent, name)?;
-        sys::mknodat(parent.dir_fd()?, name, mode & !umask, u64::from(rdev))?;
+        sys::mknodat(
+            parent.dir_fd()?.as_fd(),
+            name,
+            mode & !umask,
+            u64::from(rdev),
+        )?;
         let entry = self.finish_create(&parent, name, caller, Some(mode & !umask), false)?;
         if mode & libc::S_IFMT == libc::S_IFREG {
             self.sink.changed(&self.child_path(&parent, name)?);
@@ -428,11 +443,11 @@ impl Passthrough {
     ) -> io::Result<Entry> {
         let parent = self.inode(parent)?;
         self.admit(&parent, name)?;
-        sys::mkdirat(parent.dir_fd()?, name, mode & !umask & 0o7777)?;
+        sys::mkdirat(parent.dir_fd()?.as_fd(), name, mode & !umask & 0o7777)?;
         let entry = self.finish_create(&parent, name, caller, Some(mode & !umask), true)?;
         if let Ok(dir) = self.inode(entry.ino) {
             if let Ok(fd) = dir.dir_fd() {
-                self.notify_dir(fd, &entry.stat);
+                self.notify_dir(fd.as_fd(), &entry.stat);
             }
         }
         Ok(entry)
@@ -447,14 +462,15 @@ impl Passthrough {
     ) -> io::Result<Entry> {
         let parent = self.inode(parent)?;
         self.admit(&parent, name)?;
-        sys::symlinkat(target.as_os_str(), parent.dir_fd()?, name)?;
+        sys::symlinkat(target.as_os_str(), parent.dir_fd()?.as_fd(), name)?;
         self.finish_create(&parent, name, caller, None, false)
     }
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> io::Result<()> {
         let parent = self.inode(parent)?;
         let _names = self.renaming.read().unwrap_or_else(|e| e.into_inner());
-        let dir = parent.dir_fd()?;
+        let dir_fd = parent.dir_fd()?;
+        let dir = dir_fd.as_fd();
         let st = sys::fstatat(dir, name, libc::AT_SYMLINK_NOFOLLOW);
         if let Ok(st) = &st {
             self.before_last_name_goes(dir, name, st);
@@ -469,10 +485,11 @@ impl Passthrough {
         Ok(())
     }
 
-    /// A known file whose last name is about to go can no longer be opened by its handle
-    /// afterwards, yet may still be open: it keeps a descriptor from now on.
+    /// A known file whose last name is about to go (or a known directory about to be
+    /// removed) can no longer be opened by its handle afterwards, yet may still be open or a
+    /// process's working directory: it keeps a descriptor from now on.
     fn before_last_name_goes(&self, dir: BorrowedFd<'_>, name: &OsStr, st: &sys::Stat) {
-        if st.st_nlink > 1 || st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        if st.st_nlink > 1 && st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             return;
         }
         if let Some(inode) = self.inodes.find(FileKey::of(st)) {
@@ -486,7 +503,11 @@ impl Passthrough {
         let parent = self.inode(parent)?;
         let _names = self.renaming.read().unwrap_or_else(|e| e.into_inner());
         let path = self.child_path(&parent, name);
-        sys::unlinkat(parent.dir_fd()?, name, libc::AT_REMOVEDIR)?;
+        let dir_fd = parent.dir_fd()?;
+        if let Ok(st) = sys::fstatat(dir_fd.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW) {
+            self.before_last_name_goes(dir_fd.as_fd(), name, &st);
+        }
+        sys::unlinkat(dir_fd.as_fd(), name, libc::AT_REMOVEDIR)?;
         if let Ok(path) = path {
             self.sink.removed(&path);
         }
@@ -506,7 +527,8 @@ impl Passthrough {
         self.admit(&to, new_name)?;
         let _names = self.renaming.write().unwrap_or_else(|e| e.into_inner());
         let old_path = self.child_path(&from, name);
-        let (from_dir, to_dir) = (from.dir_fd()?, to.dir_fd()?);
+        let (from_fd, to_fd) = (from.dir_fd()?, to.dir_fd()?);
+        let (from_dir, to_dir) = (from_fd.as_fd(), to_fd.as_fd());
         if flags & libc::RENAME_EXCHANGE == 0 {
             if let Ok(st) = sys::fstatat(to_dir, new_name, libc::AT_SYMLINK_NOFOLLOW) {
                 self.before_last_name_goes(to_dir, new_name, &st);
@@ -532,7 +554,7 @@ impl Passthrough {
         let inode = self.inode(ino)?;
         let to = self.inode(new_parent)?;
         self.admit(&to, new_name)?;
-        sys::link_fd(inode.fd()?.as_fd(), to.dir_fd()?, new_name)?;
+        sys::link_fd(inode.fd()?.as_fd(), to.dir_fd()?.as_fd(), new_name)?;
         let entry = self.entry_for(self.lookup_fd(&to, new_name)?)?;
         if !inode.is_dir() && !inode.is_symlink() {
             self.sink.changed(&self.child_path(&to, new_name)?);
@@ -586,10 +608,11 @@ impl Passthrough {
         let flags = flags | libc::O_CREAT | libc::O_NOFOLLOW;
         // Only a file this call really created is handed to the caller: if the name appeared
         // in the source meanwhile, open it as open(2) would, and leave its owner alone.
-        let dir = parent_inode.dir_fd()?;
+        let dir_fd = parent_inode.dir_fd()?;
+        let dir = dir_fd.as_fd();
         let fd = match sys::openat(dir, name, flags | libc::O_EXCL, mode) {
             Ok(fd) => {
-                if let Err(e) = self.give_to_caller(fd.as_fd(), caller, Some(mode)) {
+                if let Err(e) = self.give_to_caller(fd.as_fd(), dir, caller, Some(mode)) {
                     let _ = sys::unlinkat(dir, name, 0);
                     return Err(e);
                 }
@@ -689,7 +712,8 @@ impl Passthrough {
 
     pub fn opendir(&self, ino: u64) -> io::Result<u64> {
         let inode = self.inode(ino)?;
-        let dir = inode.dir_fd()?;
+        let dir_fd = inode.dir_fd()?;
+        let dir = dir_fd.as_fd();
         let path = sys::proc_fd_path(dir);
         let parent_ino = sys::fstatat(dir, OsStr::new(".."), 0)
             .map(|st| st.st_ino)
@@ -725,7 +749,7 @@ impl Passthrough {
     }
 
     pub fn statfs(&self) -> io::Result<libc::statvfs> {
-        sys::fstatvfs(self.inode(ROOT)?.dir_fd()?)
+        sys::fstatvfs(self.inode(ROOT)?.dir_fd()?.as_fd())
     }
 
     pub fn access(&self, ino: u64, mask: i32) -> io::Result<()> {
@@ -781,8 +805,8 @@ impl Passthrough {
         }
         if let Some(dir) = self.inode(ino).ok().filter(|i| i.is_dir()) {
             if let Ok(fd) = dir.dir_fd() {
-                if let Ok(st) = sys::fstat(fd) {
-                    self.notify_dir(fd, &st);
+                if let Ok(st) = sys::fstat(fd.as_fd()) {
+                    self.notify_dir(fd.as_fd(), &st);
                 }
             }
         }
@@ -796,7 +820,7 @@ impl Passthrough {
         let root = self.inode(ROOT).ok()?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => {
-                let fd = sys::open_beneath(root.dir_fd().ok()?, p, libc::O_PATH).ok()?;
+                let fd = sys::open_beneath(root.dir_fd().ok()?.as_fd(), p, libc::O_PATH).ok()?;
                 let st = sys::fstat(fd.as_fd()).ok()?;
                 self.inodes.find(FileKey::of(&st))?.ino
             }

@@ -383,24 +383,36 @@ fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// The kernel may remember far more files than the daemon may hold open: files are kept by
-/// handle, directories by descriptor.
+/// The kernel may remember far more files and directories than the daemon may hold open:
+/// they are kept by handle.
 #[test]
 fn known_files_hold_no_descriptors() {
     let (dir, fs, _) = setup();
     for i in 0..300 {
         std::fs::write(dir.path().join(format!("f{i}")), b"x").unwrap();
+        std::fs::create_dir(dir.path().join(format!("d{i}"))).unwrap();
     }
     let before = open_descriptors();
     let entries: Vec<Entry> = (0..300)
         .map(|i| fs.lookup(ROOT, OsStr::new(&format!("f{i}"))).unwrap())
         .collect();
-    assert_eq!(fs.known_inodes(), 301);
+    for i in 0..300 {
+        let d = fs.lookup(ROOT, OsStr::new(&format!("d{i}"))).unwrap();
+        fs.mkdir(d.ino, OsStr::new("inner"), 0o755, 0o022, ME)
+            .unwrap();
+    }
+    assert_eq!(fs.known_inodes(), 901);
     assert!(
         open_descriptors() < before + 10,
-        "{} descriptors for 300 known files",
+        "{} descriptors for 900 known files and directories",
         open_descriptors() - before
     );
+    // A directory removed while known still answers (as a process's working directory
+    // would).
+    let gone = fs.lookup(ROOT, OsStr::new("d7")).unwrap();
+    fs.rmdir(gone.ino, OsStr::new("inner")).unwrap();
+    fs.rmdir(ROOT, OsStr::new("d7")).unwrap();
+    assert_eq!(fs.getattr(gone.ino).unwrap().st_nlink, 0);
     // Each still works: attributes, open, and a change through a fresh handle.
     let e = entries[123];
     assert_eq!(fs.getattr(e.ino).unwrap().st_ino, e.stat.st_ino);
