@@ -88,8 +88,8 @@ pub struct DirEntry {
 
 struct Handle {
     file: File,
-    /// Keeps the inode known while the handle is open.
-    _inode: Arc<Inode>,
+    /// The file's inode, kept known while the handle is open.
+    inode: Arc<Inode>,
     /// Opened with write access: only such a handle can change the content.
     writable: bool,
     /// Set once a request through this handle changed the file (a write, a truncation).
@@ -146,7 +146,22 @@ pub struct Passthrough {
     /// a rename moves queued work, so that a close racing a rename on another FUSE thread
     /// never queues the name the file just left.
     renaming: std::sync::RwLock<()>,
+    /// Files recently closed after being opened for writing, still checked for changes by
+    /// [`Passthrough::report_open_writers`]: with kernel passthrough a shared mapping writes
+    /// to the source file directly and outlives the release, which then comes before the
+    /// writes.
+    closed_writers: Mutex<std::collections::VecDeque<ClosedWriter>>,
 }
+
+struct ClosedWriter {
+    inode: Arc<Inode>,
+    seen: Seen,
+    until: std::time::Instant,
+}
+
+/// How long a file closed after writing is still watched, and how many at most.
+const WATCH_CLOSED_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+const WATCH_CLOSED_MAX: usize = 4096;
 
 fn errno(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
@@ -185,6 +200,7 @@ impl Passthrough {
             sink,
             chown_new: sys::geteuid() == 0,
             renaming: std::sync::RwLock::default(),
+            closed_writers: Mutex::default(),
         })
     }
 
@@ -201,6 +217,27 @@ impl Passthrough {
             if handle.moved_on() {
                 handle.changed.store(false, Ordering::Relaxed);
                 self.notify_changed(handle.file.as_fd());
+            }
+        }
+        let now = std::time::Instant::now();
+        let mut closed = lock(&self.closed_writers);
+        closed.retain(|w| w.until > now);
+        let mut moved = Vec::new();
+        for w in closed.iter_mut() {
+            let Ok(fd) = w.inode.fd() else { continue };
+            let Ok(st) = sys::fstat(fd.as_fd()) else {
+                continue;
+            };
+            let seen = Seen::of(&st);
+            if seen != w.seen {
+                w.seen = seen;
+                moved.push(w.inode.clone());
+            }
+        }
+        drop(closed);
+        for inode in moved {
+            if let Ok(fd) = inode.fd() {
+                self.notify_changed(fd.as_fd());
             }
         }
     }
@@ -577,7 +614,7 @@ impl Passthrough {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(Handle {
             file,
-            _inode: ino,
+            inode: ino,
             writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
             changed: AtomicBool::new(changed),
             seen: Mutex::new(seen),
@@ -688,6 +725,18 @@ impl Passthrough {
         let moved = handle.writable && handle.moved_on();
         if handle.changed.load(Ordering::Relaxed) || moved {
             self.notify_changed(handle.file.as_fd());
+        }
+        if handle.writable && !handle.inode.is_dir() {
+            let mut closed = lock(&self.closed_writers);
+            closed.retain(|w| w.inode.ino != handle.inode.ino);
+            if closed.len() >= WATCH_CLOSED_MAX {
+                closed.pop_front();
+            }
+            closed.push_back(ClosedWriter {
+                inode: handle.inode.clone(),
+                seen: *lock(&handle.seen),
+                until: std::time::Instant::now() + WATCH_CLOSED_FOR,
+            });
         }
         Ok(())
     }

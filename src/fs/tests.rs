@@ -444,3 +444,34 @@ fn a_known_file_keeps_answering_after_its_last_name_goes() {
         .unwrap();
     assert_eq!(fs.getattr(old.ino).unwrap().st_nlink, 0);
 }
+
+/// With kernel passthrough a shared mapping writes to the source file itself and outlives
+/// the handle, whose release then comes before the writes: the periodic check still sees
+/// them.
+#[test]
+fn writes_after_the_release_are_reported_by_the_periodic_check() {
+    let (dir, fs, sink) = setup();
+    let (_, fh) = create(&fs, ROOT, "mapped.bin");
+    fs.write(fh, 0, b"first").unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(sink.0.lock().unwrap().len(), 1);
+    fs.report_open_writers();
+    assert_eq!(
+        sink.0.lock().unwrap().len(),
+        1,
+        "nothing changed since the release"
+    );
+
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("mapped.bin"))
+        .unwrap()
+        .write_all_at(b"FIRST", 0)
+        .unwrap();
+    fs.report_open_writers();
+    fs.report_open_writers();
+    assert_eq!(
+        *sink.0.lock().unwrap(),
+        vec![PathBuf::from("mapped.bin"), PathBuf::from("mapped.bin")]
+    );
+}
