@@ -219,26 +219,29 @@ impl Passthrough {
                 self.notify_changed(handle.file.as_fd());
             }
         }
+        // Checked outside the lock, which releases on FUSE threads take.
         let now = std::time::Instant::now();
-        let mut closed = lock(&self.closed_writers);
-        closed.retain(|w| w.until > now);
-        let mut moved = Vec::new();
-        for w in closed.iter_mut() {
-            let Ok(fd) = w.inode.fd() else { continue };
+        let watched: Vec<(Arc<Inode>, Seen)> = {
+            let mut closed = lock(&self.closed_writers);
+            closed.retain(|w| w.until > now);
+            closed.iter().map(|w| (w.inode.clone(), w.seen)).collect()
+        };
+        for (inode, seen) in watched {
+            let Ok(fd) = inode.fd() else { continue };
             let Ok(st) = sys::fstat(fd.as_fd()) else {
                 continue;
             };
-            let seen = Seen::of(&st);
-            if seen != w.seen {
-                w.seen = seen;
-                moved.push(w.inode.clone());
+            let now_seen = Seen::of(&st);
+            if now_seen == seen {
+                continue;
             }
-        }
-        drop(closed);
-        for inode in moved {
-            if let Ok(fd) = inode.fd() {
-                self.notify_changed(fd.as_fd());
+            if let Some(w) = lock(&self.closed_writers)
+                .iter_mut()
+                .find(|w| w.inode.ino == inode.ino)
+            {
+                w.seen = now_seen;
             }
+            self.notify_changed(fd.as_fd());
         }
     }
 
