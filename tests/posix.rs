@@ -128,15 +128,28 @@ fn run_suite(config: &Path, dir: &Path, other_fs: &Path) -> Run {
     Run { outcomes, output }
 }
 
-fn suite_matches_native(passthrough: &'static str) {
+/// A mounted `allow-other` stack whose directory `nobody` and `daemon` can reach.
+fn shared_stack(passthrough: &'static str) -> Stack {
     let mut stack = Stack::with(Options {
         allow_other: true,
         passthrough,
         ..Options::default()
     });
     stack.mount();
-    // The suite runs as `nobody` and `daemon` too: they must be able to reach both trees.
     std::fs::set_permissions(stack.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    stack
+}
+
+/// The suite's timestamp checks wait only `naptime`: two runs at once on a loaded 2-core
+/// machine can miss them, so runs take turns.
+static ONE_SUITE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn suite_matches_native(passthrough: &'static str) {
+    let _turn = ONE_SUITE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    // The suite runs as `nobody` and `daemon` too: they must be able to reach both trees.
+    let stack = shared_stack(passthrough);
     let native = stack.dir.path().join("native");
     std::fs::create_dir(&native).unwrap();
     let config = stack.dir.path().join("pjdfstest.toml");
@@ -225,17 +238,22 @@ fn as_nobody(cmd: &[&str]) -> std::process::Output {
         .expect("run setpriv")
 }
 
+/// Runs shell `script` as `nobody` with `$1` set to `arg`; it must succeed.
+fn sh_as_nobody(script: &str, arg: &Path) {
+    let out = as_nobody(&["sh", "-c", script, "sh", arg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Acceptance: the kernel checks permissions on an `allow-other` mount, so the daemon
 /// running as root never reads a file for a user who may not.
 #[test]
 fn nobody_cannot_read_another_users_private_file() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let mut stack = Stack::with(Options {
-        allow_other: true,
-        ..Options::default()
-    });
-    stack.mount();
-    std::fs::set_permissions(stack.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stack = shared_stack("auto");
     std::fs::set_permissions(&stack.mnt, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let private = stack.put_file("private.txt", b"only for daemon\n");
     // Owned by the `daemon` user (uid 1), readable by it alone.
@@ -270,18 +288,7 @@ fn nobody_cannot_read_another_users_private_file() {
     // A file nobody creates through the mount is nobody's, as on any filesystem, although
     // the daemon that creates it in the source runs as root.
     let made = stack.mnt.join("made-by-nobody.txt");
-    let out = as_nobody(&[
-        "sh",
-        "-c",
-        "umask 027; echo mine > \"$1\"; mkdir \"$1.d\"",
-        "sh",
-        made.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sh_as_nobody("umask 027; echo mine > \"$1\"; mkdir \"$1.d\"", &made);
     for (name, mode) in [
         ("made-by-nobody.txt", 0o640),
         ("made-by-nobody.txt.d", 0o750),
@@ -300,28 +307,15 @@ fn nobody_cannot_read_another_users_private_file() {
 #[test]
 fn a_set_group_id_directory_gives_its_group() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let mut stack = Stack::with(Options {
-        allow_other: true,
-        ..Options::default()
-    });
-    stack.mount();
-    std::fs::set_permissions(stack.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stack = shared_stack("auto");
     let shared = stack.mnt.join("shared");
     std::fs::create_dir(&shared).unwrap();
     // Group `daemon` (gid 1), writable by all, set-group-ID.
     std::os::unix::fs::chown(&shared, None, Some(1)).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2777)).unwrap();
-    let out = as_nobody(&[
-        "sh",
-        "-c",
+    sh_as_nobody(
         "cd \"$1\" && echo a > f && mkdir sub && mkfifo p && ln -s f l",
-        "sh",
-        shared.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &shared,
     );
     for name in ["f", "sub", "p", "l"] {
         let meta = std::fs::symlink_metadata(stack.source.join("shared").join(name)).unwrap();
