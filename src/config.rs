@@ -102,8 +102,20 @@ pub struct StateConfig {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LogConfig {
     pub file: PathBuf,
+    /// How `file` lines are written; stderr is always text.
+    pub format: LogFormat,
     pub audit: PathBuf,
     pub quarantine_dir: PathBuf,
+}
+
+/// `log.format`: text for people reading the file, JSON for a log shipper.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +257,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             file: PathBuf::from("logs/backup_pipeline.log"),
+            format: LogFormat::Text,
             audit: PathBuf::from("logs/uploads.jsonl"),
             quarantine_dir: PathBuf::from("logs/quarantine"),
         }

@@ -34,7 +34,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     sys::set_umask(0o027);
     let _state_lock = crate::state::lock(&cfg.state.dir)?;
     refuse_mounted(&cfg.mount.mountpoint)?;
-    crate::logging::init_with_file(&cfg.log.file)
+    crate::logging::init_with_file(&cfg.log.file, cfg.log.format)
         .with_context(|| format!("log.file {}", cfg.log.file.display()))?;
     tracing::info!(config = %config_path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
 

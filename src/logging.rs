@@ -1,5 +1,5 @@
-//! Logging setup: structured lines to `log.file` and to stderr, verbosity from the
-//! `BACKUPFS_LOG` variable (env-filter syntax, default `info`).
+//! Logging setup: structured lines to `log.file` (text or JSON) and text to stderr, verbosity
+//! from the `BACKUPFS_LOG` variable (env-filter syntax, default `info`).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, EnvFilter, Layer};
+use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
+
+use crate::config::LogFormat;
 
 /// Quiet by default for the chatty dependencies; `BACKUPFS_LOG` overrides everything.
 const DEFAULT_FILTER: &str =
@@ -29,8 +31,12 @@ pub fn init_stderr() {
         .try_init();
 }
 
-/// Logs to `file` (created with its directory) and to stderr.
-pub fn init_with_file(file: &Path) -> std::io::Result<()> {
+/// Logs to `file` (created with its directory) in `format`, and to stderr as text.
+///
+/// The file is opened for appending, so every write lands at its current end: after
+/// logrotate's `copytruncate` empties it, the next line starts at offset 0 instead of leaving a
+/// hole of zeros the size of the old log.
+pub fn init_with_file(file: &Path, format: LogFormat) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -42,13 +48,7 @@ pub fn init_with_file(file: &Path) -> std::io::Result<()> {
             .open(file)?,
     );
     let _ = tracing_subscriber::registry()
-        .with(
-            fmt::layer()
-                .with_ansi(false)
-                .with_thread_names(true)
-                .with_writer(out)
-                .with_filter(filter()),
-        )
+        .with(file_layer(out, format))
         .with(
             fmt::layer()
                 .with_writer(std::io::stderr)
@@ -57,6 +57,26 @@ pub fn init_with_file(file: &Path) -> std::io::Result<()> {
         .try_init();
     install_panic_hook();
     Ok(())
+}
+
+fn file_layer(
+    out: Arc<std::fs::File>,
+    format: LogFormat,
+) -> Box<dyn Layer<Registry> + Send + Sync> {
+    match format {
+        LogFormat::Text => fmt::layer()
+            .with_ansi(false)
+            .with_thread_names(true)
+            .with_writer(out)
+            .with_filter(filter())
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_thread_names(true)
+            .with_writer(out)
+            .with_filter(filter())
+            .boxed(),
+    }
 }
 
 /// Sends panics through tracing, so they land in the log file, not only on a lost stderr.

@@ -28,6 +28,7 @@ fn example_config_parses() {
     assert!(settings.blacklist.is_match("setup.exe"));
     assert!(!settings.blacklist.is_match("setup.txt"));
     assert_eq!(raw.destination.base_url(), "s3://backups/host-a");
+    assert_eq!(raw.log.format, LogFormat::Text);
 }
 
 #[test]
@@ -38,8 +39,15 @@ fn minimal_config_gets_defaults_and_absolute_paths() {
         s.raw.log.file,
         Path::new("/etc/backupfs/logs/backup_pipeline.log")
     );
+    assert_eq!(s.raw.log.format, LogFormat::Text);
     assert_eq!(s.clamd, ClamdAddress::Unix("/run/clamav/clamd.ctl".into()));
     assert_eq!(s.metrics_listen, Some("127.0.0.1:9477".parse().unwrap()));
+}
+
+#[test]
+fn log_format_can_be_json() {
+    let s = load(&format!("{MINIMAL}[log]\nformat = \"json\"\n")).expect("json loads");
+    assert_eq!(s.raw.log.format, LogFormat::Json);
 }
 
 #[test]
@@ -64,6 +72,7 @@ fn errors_name_the_key() {
         ),
         ("[policy]\nmax-file-size = -5\n", "", "max-file-size"),
         ("[state]\ndir = \"/srv/data/.state\"\n", "", "state.dir"),
+        ("[log]\nformat = \"xml\"\n", "", "format"),
         (
             "[state]\nspool-dir = \"/mnt/drop/spool\"\n",
             "",
