@@ -202,6 +202,14 @@ pub struct DestinationConfig {
     /// once. Defaults to `prefix`.
     pub shared_prefix: Option<String>,
     pub endpoint: Option<String>,
+    /// An AWS shared-credentials file (`[default]` with `aws_access_key_id` and
+    /// `aws_secret_access_key`) to take the S3 keys from instead of the environment: a mount
+    /// made by mount(8) from fstab, or at boot, has no environment to carry them. Must not
+    /// be readable by group or others.
+    pub credentials_file: Option<PathBuf>,
+    /// The section of `credentials-file` to use.
+    #[serde(default = "default_profile")]
+    pub profile: String,
     #[serde(default = "default_region")]
     pub region: String,
     #[serde(default)]
@@ -323,6 +331,10 @@ fn default_cache_timeout() -> std::time::Duration {
 fn default_zstd_level() -> i32 {
     3
 }
+fn default_profile() -> String {
+    "default".into()
+}
+
 fn default_region() -> String {
     "us-east-1".to_string()
 }
@@ -671,6 +683,7 @@ impl Config {
         }
         for p in [
             self.destination.path.as_mut(),
+            self.destination.credentials_file.as_mut(),
             self.state.spool_dir.as_mut(),
             self.encrypt.passphrase_file.as_mut(),
         ]
@@ -693,6 +706,12 @@ impl DestinationConfig {
             }
             DestinationKind::Dir if self.path.is_none() => {
                 return Err(("destination.path", "is required when kind = \"dir\"".into()))
+            }
+            DestinationKind::Dir if self.credentials_file.is_some() => {
+                return Err((
+                    "destination.credentials-file",
+                    "is for kind = \"s3\"; a directory needs no keys".into(),
+                ))
             }
             _ => {}
         }

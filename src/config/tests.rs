@@ -182,3 +182,24 @@ fn urls_join_with_one_slash() {
     assert_eq!(join_url("s3://b/", "/host-a/"), "s3://b/host-a");
     assert_eq!(join_url("s3://b", ""), "s3://b");
 }
+
+#[test]
+fn credentials_file_is_for_s3_and_resolves_beside_the_config() {
+    let s = load(&MINIMAL.replace(
+        "kind = \"s3\"",
+        "kind = \"s3\"\ncredentials-file = \"aws-credentials\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        s.raw.destination.credentials_file.as_deref(),
+        Some(Path::new("/etc/backupfs/aws-credentials"))
+    );
+    assert_eq!(s.raw.destination.profile, "default");
+    let e = load(&MINIMAL.replace(
+        "kind = \"s3\"\n    bucket = \"backups\"",
+        "kind = \"dir\"\n    path = \"/backups\"\n    credentials-file = \"/k\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("destination.credentials-file"), "{e}");
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{
-    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
@@ -111,13 +111,71 @@ pub fn open(
     rt: &tokio::runtime::Handle,
 ) -> Result<Box<dyn Destination>, String> {
     match config.kind {
-        DestinationKind::S3 => Ok(Box::new(S3Destination::new(config, rt.clone()))),
+        DestinationKind::S3 => {
+            let keys = match &config.credentials_file {
+                Some(file) => Some(read_credentials_file(file, &config.profile).map_err(|e| {
+                    format!("destination.credentials-file {}: {e}", file.display())
+                })?),
+                None => None,
+            };
+            Ok(Box::new(S3Destination::new(config, keys, rt.clone())))
+        }
         DestinationKind::Dir => {
             let root = config.path.clone().ok_or("destination.path is required")?;
             fs::create_dir_all(&root)
                 .map_err(|e| format!("destination.path {}: {e}", root.display()))?;
             Ok(Box::new(DirDestination::new(root)))
         }
+    }
+}
+
+/// The keys in section `profile` of an AWS shared-credentials file; refuses a file others
+/// may read, or one without both keys, at start rather than at the first upload.
+fn read_credentials_file(file: &Path, profile: &str) -> Result<Credentials, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(file).map_err(|e| format!("cannot read it: {e}"))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "has mode {:04o}: it holds secret keys and must not be readable or writable by \
+             group or others; run chmod 600 {}",
+            meta.mode() & 0o7777,
+            file.display()
+        ));
+    }
+    let text = fs::read_to_string(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut section = None;
+    let (mut key, mut secret, mut token) = (None, None, None);
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(name.trim().to_string());
+            continue;
+        }
+        if section.as_deref() != Some(profile) {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = Some(value.trim().to_string()).filter(|v| !v.is_empty());
+        match name.trim() {
+            "aws_access_key_id" => key = value,
+            "aws_secret_access_key" => secret = value,
+            "aws_session_token" => token = value,
+            _ => {}
+        }
+    }
+    match (key, secret) {
+        (Some(key), Some(secret)) => Ok(Credentials::new(
+            key,
+            secret,
+            token,
+            None,
+            "destination.credentials-file",
+        )),
+        _ => Err(format!(
+            "no [{profile}] section with aws_access_key_id and aws_secret_access_key \
+             (destination.profile = \"{profile}\")"
+        )),
     }
 }
 
@@ -239,8 +297,13 @@ pub struct S3Destination {
 }
 
 impl S3Destination {
-    pub fn new(config: &DestinationConfig, rt: tokio::runtime::Handle) -> Self {
-        let client = rt.block_on(client(config));
+    /// `keys` from `destination.credentials-file`; `None` for the AWS chain.
+    pub fn new(
+        config: &DestinationConfig,
+        keys: Option<Credentials>,
+        rt: tokio::runtime::Handle,
+    ) -> Self {
+        let client = rt.block_on(client(config, keys));
         Self {
             client,
             bucket: config.bucket.clone().unwrap_or_default(),
@@ -252,15 +315,18 @@ impl S3Destination {
     }
 }
 
-/// An S3 client for this destination. Credentials come from the standard AWS chain
-/// (environment first); the region, endpoint and addressing style from the config. With an
+/// An S3 client for this destination. Credentials are `keys` (from
+/// `destination.credentials-file`) when given, else from the standard AWS chain (environment
+/// first); the region, endpoint and addressing style from the config. With an
 /// explicit endpoint (an S3-compatible server, not AWS) the chain stops at the environment
 /// and the profile files: asking the EC2 instance metadata service there would only send
 /// requests to an address that has nothing to do with this server.
-pub async fn client(config: &DestinationConfig) -> aws_sdk_s3::Client {
+pub async fn client(config: &DestinationConfig, keys: Option<Credentials>) -> aws_sdk_s3::Client {
     use aws_config::meta::credentials::CredentialsProviderChain;
     let region = Region::new(config.region.clone());
-    let credentials: aws_sdk_s3::config::SharedCredentialsProvider = if config.endpoint.is_some() {
+    let credentials: aws_sdk_s3::config::SharedCredentialsProvider = if let Some(keys) = keys {
+        aws_sdk_s3::config::SharedCredentialsProvider::new(keys)
+    } else if config.endpoint.is_some() {
         let env =
             aws_config::environment::credentials::EnvironmentVariableCredentialsProvider::new();
         let profile = aws_config::profile::ProfileFileCredentialsProvider::builder().build();
@@ -611,6 +677,33 @@ impl S3Destination {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_file_gives_the_profile_keys_or_says_what_is_wrong() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        let text = "[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n\n\
+                    [other]\naws_access_key_id=AK2\naws_secret_access_key=SK2\naws_session_token=T\n";
+        fs::write(&file, text).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        let keys = read_credentials_file(&file, "other").unwrap();
+        assert_eq!(
+            (
+                keys.access_key_id(),
+                keys.secret_access_key(),
+                keys.session_token()
+            ),
+            ("AK2", "SK2", Some("T"))
+        );
+        let e = read_credentials_file(&file, "missing").unwrap_err();
+        assert!(e.contains("[missing]"), "{e}");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_credentials_file(&file, "default").unwrap_err();
+        assert!(e.contains("0644") && e.contains("chmod 600"), "{e}");
+        let e = read_credentials_file(&dir.path().join("nope"), "default").unwrap_err();
+        assert!(e.contains("cannot read"), "{e}");
+    }
 
     #[test]
     fn names_are_keyed_and_stable() {
