@@ -1,12 +1,13 @@
 //! Command-line interface.
 
+mod mount_helper;
 mod repo;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::state::State;
@@ -36,6 +37,20 @@ enum Command {
         /// The TOML config file (see config/backupfs.example.toml).
         #[arg(long, short)]
         config: PathBuf,
+        /// The source directory, instead of mount.source.
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// Where to mount, instead of mount.mountpoint.
+        #[arg(long)]
+        mountpoint: Option<PathBuf>,
+        /// Mount options as mount(8) writes them: allow_other, default_permissions, nodev,
+        /// nosuid, noexec, noatime, sync, dirsync and their opposites.
+        #[arg(long, short = 'o', value_name = "OPTIONS")]
+        options: Option<String>,
+        /// Started by the mount(8) helper form: after the mount is up, stderr goes to
+        /// /dev/null (the log file has everything) so that mount(8) can return.
+        #[arg(long, hide = true)]
+        detached: bool,
     },
     /// Check a config file and the passphrase file it names, then exit.
     CheckConfig {
@@ -199,13 +214,36 @@ enum HashesAction {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if mount_helper::is_helper_call(&args, &Cli::command()) {
+        return mount_helper::main(&args);
+    }
+    let cli = Cli::parse_from(args);
     // The daemon talks to sockets and must see EPIPE; the other commands print.
     if !matches!(cli.command, Command::Mount { .. }) {
         crate::sys::default_sigpipe();
     }
     let result = match cli.command {
-        Command::Mount { config } => crate::daemon::run(&config),
+        Command::Mount {
+            config,
+            source,
+            mountpoint,
+            options,
+            detached,
+        } => mount_helper::parse_options(options.as_deref().unwrap_or_default(), false).and_then(
+            |parsed| {
+                crate::daemon::run(
+                    &config,
+                    crate::daemon::MountArgs {
+                        source,
+                        mountpoint,
+                        allow_other: parsed.allow_other,
+                        options: parsed.kernel,
+                        detached,
+                    },
+                )
+            },
+        ),
         Command::CheckConfig { config } => check_config(&config),
         Command::Status { config, json } => status(&config, json),
         Command::Queue { action } => queue(action),
@@ -296,7 +334,9 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         ("mount.source", &cfg.mount.source),
         ("mount.mountpoint", &cfg.mount.mountpoint),
     ] {
-        if !dir.is_dir() {
+        if dir.as_os_str().is_empty() {
+            println!("{key}: not set; the mount command line must give it");
+        } else if !dir.is_dir() {
             anyhow::bail!("{key} {}: not an existing directory", dir.display());
         }
     }

@@ -57,9 +57,13 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MountConfig {
-    /// The real directory every operation passes through to.
+    /// The real directory every operation passes through to. May be left out when the
+    /// mount command line gives it (`backupfs SOURCE MOUNTPOINT -o config=FILE`, as mount(8)
+    /// runs it from fstab); empty means not set.
+    #[serde(default)]
     pub source: PathBuf,
-    /// Where the drop folder appears.
+    /// Where the drop folder appears; like `source`, may come from the command line.
+    #[serde(default)]
     pub mountpoint: PathBuf,
     /// Let users other than the one who mounted use the folder; turns on the kernel's
     /// permission checks (`default_permissions`) as well.
@@ -491,6 +495,46 @@ impl Settings {
             })
     }
 
+    /// Sets `mount.source` and `mount.mountpoint` from the command line (relative to the
+    /// working directory), then requires both and checks where they lie.
+    pub fn set_mount_dirs(
+        &mut self,
+        source: Option<&Path>,
+        mountpoint: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        let mount = &mut self.raw.mount;
+        for (dir, given) in [
+            (&mut mount.source, source),
+            (&mut mount.mountpoint, mountpoint),
+        ] {
+            if let Some(given) = given {
+                *dir = std::path::absolute(given).unwrap_or_else(|_| given.to_path_buf());
+            }
+        }
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: self.config_path.clone(),
+            key,
+            message,
+        };
+        for (key, dir, what) in [
+            ("mount.source", &mount.source, "SOURCE"),
+            ("mount.mountpoint", &mount.mountpoint, "MOUNTPOINT"),
+        ] {
+            if dir.as_os_str().is_empty() {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "is not set; set it in [mount] or give it on the command line \
+                         (backupfs SOURCE MOUNTPOINT -o config=FILE, as {what})"
+                    ),
+                ));
+            }
+        }
+        self.raw
+            .check_placement()
+            .map_err(|(key, message)| invalid(key, message))
+    }
+
     /// Where sealed files wait for upload.
     pub fn spool_dir(&self) -> PathBuf {
         let state = &self.raw.state;
@@ -627,6 +671,10 @@ impl Config {
     /// seen by applications.
     fn check_placement(&self) -> Result<(), (&'static str, String)> {
         let (source, mnt) = (&self.mount.source, &self.mount.mountpoint);
+        // Not set here: checked once the command line has given them.
+        if source.as_os_str().is_empty() || mnt.as_os_str().is_empty() {
+            return Ok(());
+        }
         if mnt == source {
             return Err(("mount.mountpoint", "must differ from mount.source".into()));
         }
@@ -671,9 +719,12 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.mount.source, &mut self.mount.mountpoint] {
+            if !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        }
         for p in [
-            &mut self.mount.source,
-            &mut self.mount.mountpoint,
             &mut self.state.dir,
             &mut self.log.file,
             &mut self.log.audit,

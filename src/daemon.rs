@@ -24,12 +24,29 @@ use crate::repo::{Condemned, PassphraseCheck, Repo};
 use crate::state::State;
 use crate::sys;
 
+/// What the command line adds to the config's `[mount]` section.
+#[derive(Debug, Default)]
+pub struct MountArgs {
+    /// Instead of `mount.source` and `mount.mountpoint`.
+    pub source: Option<std::path::PathBuf>,
+    pub mountpoint: Option<std::path::PathBuf>,
+    /// Sets `mount.allow-other`.
+    pub allow_other: bool,
+    /// Flags for the kernel (nodev, noatime, ...).
+    pub options: Vec<MountOption>,
+    /// Started in the background by the mount(8) form: stdin, stdout and stderr go to
+    /// /dev/null once mounted.
+    pub detached: bool,
+}
+
 /// Mounts and runs until SIGINT, SIGTERM or an external unmount.
-pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let settings = Config::load(config_path)?;
+pub fn run(config_path: &Path, args: MountArgs) -> anyhow::Result<()> {
+    let mut settings = Config::load(config_path)?;
+    settings.set_mount_dirs(args.source.as_deref(), args.mountpoint.as_deref())?;
+    settings.raw.mount.allow_other |= args.allow_other;
+    let settings = settings;
     let cfg = &settings.raw;
     let passphrase = settings.passphrase()?;
-    crate::logging::redact(&passphrase);
     // Everything backupfs itself creates (state, spool, logs, local objects) is private to
     // root and its group. Files created through the mount get the caller's mode explicitly.
     sys::set_umask(0o027);
@@ -153,7 +170,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             .context("cannot start the catalog writer")?
     };
 
-    let session = match mount(&settings, fs) {
+    let session = match mount(&settings, &args.options, fs) {
         Ok(session) => session,
         Err(e) => {
             // Stop the workers and the catalog writer before the runtime they use goes.
@@ -166,6 +183,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let _ = notifier.set(session.notifier());
     tracing::info!(source = %cfg.mount.source.display(), mountpoint = %cfg.mount.mountpoint.display(), workers = cfg.pipeline.workers, "mounted");
     start_catchup(&cfg.mount.source, pipeline.queue().clone(), metrics.clone());
+    if args.detached {
+        // Whoever started us in the background waits for READY=1 and then goes; nothing
+        // may write to its pipe after that. The log file keeps everything.
+        if let Err(e) = sys::stdio_to_dev_null() {
+            tracing::warn!(error = %e, "cannot detach from the terminal");
+        }
+    }
     notify_systemd("READY=1\nSTATUS=mounted");
 
     let unmounted_outside = rt.block_on(wait_for_stop(&session));
@@ -180,7 +204,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         tracing::info!("unmounted");
     }
 
-    notify_systemd("STOPPING=1\nSTATUS=draining the queue");
+    if !args.detached {
+        // Detached, the socket belonged to the mount(8) form, which went at READY=1.
+        notify_systemd("STOPPING=1\nSTATUS=draining the queue");
+    }
     let (waiting, failed) = pipeline.queue().refresh_gauges();
     tracing::info!(waiting, failed, drain = ?cfg.pipeline.drain_timeout, "draining the queue");
     let left = pipeline.shutdown(cfg.pipeline.drain_timeout);
@@ -268,7 +295,11 @@ fn build_stages(
     })
 }
 
-fn mount(settings: &Settings, fs: Arc<Passthrough>) -> anyhow::Result<fuser::BackgroundSession> {
+fn mount(
+    settings: &Settings,
+    flags: &[MountOption],
+    fs: Arc<Passthrough>,
+) -> anyhow::Result<fuser::BackgroundSession> {
     let cfg = &settings.raw;
     let mountpoint = &cfg.mount.mountpoint;
     if !mountpoint.is_dir() {
@@ -293,10 +324,16 @@ fn mount(settings: &Settings, fs: Arc<Passthrough>) -> anyhow::Result<fuser::Bac
     options.mount_options = vec![
         MountOption::FSName(cfg.mount.source.display().to_string()),
         MountOption::Subtype("backupfs".into()),
+        // The kernel takes the subtype too when the daemon mounts by itself (as root), so
+        // the mount shows as `fuse.backupfs`, as mount(8) and fstab name it.
+        MountOption::CUSTOM("subtype=backupfs".into()),
     ];
+    options.mount_options.extend(flags.iter().cloned());
     if cfg.mount.allow_other {
         options.acl = SessionACL::All;
-        options.mount_options.push(MountOption::DefaultPermissions);
+        if !flags.contains(&MountOption::DefaultPermissions) {
+            options.mount_options.push(MountOption::DefaultPermissions);
+        }
     }
     options.n_threads = Some(cfg.mount.threads);
     options.clone_fd = true;

@@ -241,6 +241,19 @@ pub fn default_sigpipe() {
     }
 }
 
+/// Points stdin, stdout and stderr at /dev/null, for a daemon whose starter has gone.
+pub fn stdio_to_dev_null() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..=2 {
+        // SAFETY: dup2 onto the standard descriptors; `null` stays open until after.
+        check(unsafe { libc::dup2(null.as_raw_fd(), fd) })?;
+    }
+    Ok(())
+}
+
 /// Flushes everything written to the filesystem holding `file`.
 pub fn syncfs(file: &std::fs::File) -> io::Result<()> {
     // SAFETY: a plain syscall on an open descriptor.

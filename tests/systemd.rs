@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 /// `systemd-analyze verify` on a copy of each unit whose ExecStart names the binary under
-/// test (verify insists the executable exists).
+/// test (verify insists the executable exists); for mount units it also insists that the
+/// file name matches Where=.
 #[test]
 fn systemd_analyze_verifies_the_shipped_units() {
     let dir = tempfile::tempdir().unwrap();
@@ -18,15 +19,20 @@ fn systemd_analyze_verifies_the_shipped_units() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&units).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "service") {
-            continue;
-        }
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            text.contains("Type=notify"),
-            "{}: must wait for the mount",
-            path.display()
-        );
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("service") => assert!(
+                text.contains("Type=notify"),
+                "{}: must wait for the mount",
+                path.display()
+            ),
+            Some("mount") => assert!(
+                text.contains("Type=fuse.backupfs") && text.contains("Options=config="),
+                "{}: must mount through the mount(8) form",
+                path.display()
+            ),
+            _ => continue,
+        }
         let copy = dir.path().join(path.file_name().unwrap());
         std::fs::write(
             &copy,
@@ -49,7 +55,10 @@ fn systemd_analyze_verifies_the_shipped_units() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 2, "both shipped services were verified");
+    assert_eq!(
+        checked, 3,
+        "both shipped services and the mount unit were verified"
+    );
 }
 
 #[test]

@@ -97,9 +97,14 @@ pub fn restore(args: RestoreArgs<'_>) -> anyhow::Result<()> {
             bail!("{}: nothing in the catalog{when}", shown(arg));
         }
     }
-    let to = args
-        .to
-        .unwrap_or_else(|| opened.settings.raw.mount.source.clone());
+    let source = &opened.settings.raw.mount.source;
+    let to = match args.to {
+        Some(to) => to,
+        None if source.as_os_str().is_empty() => {
+            bail!("give --to: the config sets no mount.source to restore into")
+        }
+        None => source.clone(),
+    };
     std::fs::create_dir_all(&to).with_context(|| format!("--to {}", to.display()))?;
     let request = Request {
         to,

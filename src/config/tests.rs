@@ -203,3 +203,44 @@ fn credentials_file_is_for_s3_and_resolves_beside_the_config() {
     .to_string();
     assert!(e.contains("destination.credentials-file"), "{e}");
 }
+
+#[test]
+fn mount_dirs_may_come_from_the_command_line_instead() {
+    let text = MINIMAL
+        .replace("source = \"/srv/data\"", "")
+        .replace("mountpoint = \"/mnt/drop\"", "");
+    let mut s = load(&text).expect("a config for fstab leaves the mount dirs out");
+    let e = s
+        .clone()
+        .set_mount_dirs(None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("mount.source") && e.contains("command line"),
+        "{e}"
+    );
+    let e = s
+        .clone()
+        .set_mount_dirs(
+            Some(Path::new("/srv/data")),
+            Some(Path::new("/srv/data/in")),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("mount.mountpoint") && e.contains("inside"),
+        "{e}"
+    );
+    s.set_mount_dirs(
+        Some(Path::new("/srv/data")),
+        Some(Path::new("/data/to-backup")),
+    )
+    .unwrap();
+    assert_eq!(s.raw.mount.mountpoint, Path::new("/data/to-backup"));
+    // The command line wins over the file.
+    let mut s = load(MINIMAL).unwrap();
+    s.set_mount_dirs(Some(Path::new("/srv/other")), None)
+        .unwrap();
+    assert_eq!(s.raw.mount.source, Path::new("/srv/other"));
+    assert_eq!(s.raw.mount.mountpoint, Path::new("/mnt/drop"));
+}
