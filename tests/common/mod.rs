@@ -266,6 +266,8 @@ pub struct Options {
     pub passthrough: &'static str,
     /// `mount.allow-other`: other users may use the mount, with the kernel's permission checks.
     pub allow_other: bool,
+    /// `log.format`: "text" or "json".
+    pub log_format: &'static str,
 }
 
 impl Default for Options {
@@ -288,6 +290,7 @@ impl Default for Options {
             catalog: "flush-interval = \"300ms\"",
             passthrough: "auto",
             allow_other: false,
+            log_format: "text",
         }
     }
 }
@@ -593,8 +596,12 @@ impl Stack {
     }
 
     pub fn log_file(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("logs/backup_pipeline.log"))
-            .unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `log.file`.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("logs/backup_pipeline.log")
     }
 
     pub fn quarantine_dir(&self) -> PathBuf {
@@ -798,6 +805,7 @@ dir = "state"
 {state_extra}
 [log]
 file = "logs/backup_pipeline.log"
+format = "{log_format}"
 audit = "logs/uploads.jsonl"
 quarantine-dir = "logs/quarantine"
 [pipeline]
@@ -844,6 +852,7 @@ listen = "127.0.0.1:{metrics_port}"
         destination = destination_text(root, s3, opts),
         passthrough = opts.passthrough,
         allow_other = opts.allow_other,
+        log_format = opts.log_format,
     )
 }
 
