@@ -52,7 +52,8 @@ enum Command {
         #[arg(long, hide = true)]
         detached: bool,
     },
-    /// Check a config file and the passphrase file it names, then exit.
+    /// Check a config file and read the passphrase it names (running
+    /// `encrypt.passphrase-command` if it names one), then exit.
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,

@@ -180,6 +180,16 @@ pub struct EncryptConfig {
     /// Instead of a file: the name of a systemd credential (`LoadCredential=NAME:...`), read
     /// from `$CREDENTIALS_DIRECTORY/NAME`.
     pub passphrase_credential: Option<String>,
+    /// Instead of a file: a program and its arguments, run directly (no shell) with the
+    /// daemon's environment; the first line it prints is the passphrase. A program path with
+    /// a slash resolves against the config's directory, a bare name through `PATH`.
+    pub passphrase_command: Option<Vec<String>>,
+    /// How long the command may take before it is killed and backupfs refuses to start.
+    #[serde(
+        default = "encrypt::default_command_timeout",
+        with = "humantime_serde_compat"
+    )]
+    pub passphrase_command_timeout: std::time::Duration,
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
 }
@@ -474,6 +484,9 @@ impl Settings {
         if let Some(file) = &enc.passphrase_file {
             return crate::secret::read_passphrase(file, "encrypt.passphrase-file");
         }
+        if let Some(argv) = &enc.passphrase_command {
+            return crate::secret::run_command(argv, enc.passphrase_command_timeout);
+        }
         let name = enc.passphrase_credential.as_deref().unwrap_or_default();
         crate::secret::read_credential(name)
     }
@@ -607,30 +620,9 @@ impl Config {
                 "must be between 1 and 22".into(),
             ));
         }
-        match (
-            &self.encrypt.passphrase_file,
-            &self.encrypt.passphrase_credential,
-        ) {
-            (None, None) => {
-                return Err(invalid(
-                    "encrypt.passphrase-file",
-                    "is required (or encrypt.passphrase-credential under systemd)".into(),
-                ))
-            }
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "encrypt.passphrase-credential",
-                    "set either it or encrypt.passphrase-file, not both".into(),
-                ))
-            }
-            (None, Some(name)) if name.is_empty() || name.contains('/') => {
-                return Err(invalid(
-                    "encrypt.passphrase-credential",
-                    format!("`{name}` is not a credential name"),
-                ))
-            }
-            _ => {}
-        }
+        self.encrypt
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
         if self.policy.max_file_size.0 == 0 {
             return Err(invalid(
                 "policy.max-file-size",
@@ -742,6 +734,15 @@ impl Config {
         .flatten()
         {
             *p = base.join(&*p);
+        }
+        // A program path such as `bin/get-passphrase` is relative like any other path here; a
+        // bare name is left for PATH. (A config directory that is not UTF-8 yields a path
+        // that is not found, which the error then shows.)
+        let command = self.encrypt.passphrase_command.as_mut();
+        if let Some(program) = command.and_then(|argv| argv.first_mut()) {
+            if program.contains('/') && !program.starts_with('/') {
+                *program = base.join(&*program).to_string_lossy().into_owned();
+            }
         }
     }
 }
@@ -885,5 +886,6 @@ fn compile_globs(patterns: &[String]) -> Result<GlobSet, String> {
     builder.build().map_err(|e| e.to_string())
 }
 
+mod encrypt;
 #[cfg(test)]
 mod tests;

@@ -137,18 +137,10 @@ pub fn run(config_path: &Path, args: MountArgs) -> anyhow::Result<()> {
     }
     // Refused now if the destination answers; otherwise uploads and the catalog wait
     // until the check could run.
-    publisher.passphrase.run(&publisher.repo).with_context(|| {
-        match (
-            &cfg.encrypt.passphrase_file,
-            &cfg.encrypt.passphrase_credential,
-        ) {
-            (Some(file), _) => format!("encrypt.passphrase-file {}", file.display()),
-            (None, name) => format!(
-                "encrypt.passphrase-credential {}",
-                name.as_deref().unwrap_or_default()
-            ),
-        }
-    })?;
+    publisher
+        .passphrase
+        .run(&publisher.repo)
+        .with_context(|| cfg.encrypt.passphrase_source())?;
     match publisher.check_unpublished() {
         Ok(0) => {}
         Ok(n) => tracing::warn!(

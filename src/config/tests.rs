@@ -244,3 +244,87 @@ fn mount_dirs_may_come_from_the_command_line_instead() {
     assert_eq!(s.raw.mount.source, Path::new("/srv/other"));
     assert_eq!(s.raw.mount.mountpoint, Path::new("/mnt/drop"));
 }
+
+#[test]
+fn passphrase_has_exactly_one_source() {
+    let file = "passphrase-file = \"/etc/backupfs/passphrase\"";
+    let credential = "passphrase-credential = \"backupfs-passphrase\"";
+    let command = "passphrase-command = [\"pass\", \"show\", \"backupfs\"]";
+    let cases: &[(&[&str], Option<&str>)] = &[
+        (&[file], None),
+        (&[credential], None),
+        (&[command], None),
+        (&[], Some("encrypt.passphrase-file")),
+        (&[file, credential], Some("encrypt.passphrase-credential")),
+        (&[file, command], Some("encrypt.passphrase-command")),
+        (&[credential, command], Some("encrypt.passphrase-command")),
+        (
+            &[file, credential, command],
+            Some("encrypt.passphrase-credential"),
+        ),
+        (
+            &["passphrase-command = []"],
+            Some("encrypt.passphrase-command"),
+        ),
+        (
+            &["passphrase-command = [\"\"]"],
+            Some("encrypt.passphrase-command"),
+        ),
+        (
+            &["passphrase-command = \"pass show\""],
+            Some("passphrase-command"),
+        ),
+        (
+            &[command, "passphrase-command-timeout = \"0s\""],
+            Some("encrypt.passphrase-command-timeout"),
+        ),
+    ];
+    for (lines, key) in cases {
+        let text = MINIMAL.replace(file, &lines.join("\n"));
+        match (load(&text), key) {
+            (Ok(_), None) => {}
+            (Ok(_), Some(key)) => panic!("{lines:?} loaded; wanted an error naming {key}"),
+            (Err(e), None) => panic!("{lines:?}: {e}"),
+            (Err(e), Some(key)) => assert!(e.to_string().contains(key), "{lines:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn passphrase_command_program_resolves_like_a_path() {
+    let cases = [
+        ("pass", "pass"),
+        ("/usr/bin/pass", "/usr/bin/pass"),
+        ("bin/get-passphrase", "/etc/backupfs/bin/get-passphrase"),
+        ("./get-passphrase", "/etc/backupfs/./get-passphrase"),
+    ];
+    for (program, want) in cases {
+        let text = MINIMAL.replace(
+            "passphrase-file = \"/etc/backupfs/passphrase\"",
+            &format!("passphrase-command = [\"{program}\", \"bin/arg\"]"),
+        );
+        let s = load(&text).unwrap();
+        let argv = s.raw.encrypt.passphrase_command.as_deref().unwrap();
+        assert_eq!(argv, [want, "bin/arg"], "arguments are left as written");
+        assert_eq!(
+            s.raw.encrypt.passphrase_command_timeout,
+            std::time::Duration::from_secs(30)
+        );
+    }
+}
+
+#[test]
+fn passphrase_comes_from_the_command() {
+    let text = MINIMAL.replace(
+        "passphrase-file = \"/etc/backupfs/passphrase\"",
+        "passphrase-command = [\"printf\", \"%s\\n\", \"from a command\"]\n\
+         passphrase-command-timeout = \"5s\"",
+    );
+    let s = load(&text).unwrap();
+    assert_eq!(s.passphrase().unwrap(), b"from a command");
+    assert!(s
+        .raw
+        .encrypt
+        .passphrase_source()
+        .starts_with("encrypt.passphrase-command [\"printf\""));
+}

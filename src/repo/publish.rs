@@ -91,7 +91,7 @@ impl Publisher {
     /// One round: condemned list, batches, marker, compaction.
     fn tick(&self, progress: &mut Progress) -> anyhow::Result<()> {
         if let Err(e) = self.passphrase.run(&self.repo) {
-            tracing::error!(error = %format!("{e:#}"), "nothing is uploaded or written to the catalog with this passphrase; stop backupfs and fix encrypt.passphrase-file");
+            tracing::error!(error = %format!("{e:#}"), "nothing is uploaded or written to the catalog with this passphrase; stop backupfs and fix the passphrase its config names");
         }
         if !self.passphrase.accepted() {
             return Ok(());
