@@ -101,3 +101,45 @@ fn missing_source_is_named() {
     assert!(!ok);
     assert!(text.contains("mount.source"), "{text}");
 }
+
+/// The config of `write_config` with `encrypt.passphrase-command = ARGV` instead of the file.
+fn with_passphrase_command(config: &str, argv: &str) {
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "passphrase-file = \"pass\"",
+        &format!("passphrase-command = {argv}"),
+    );
+    std::fs::write(config, text).unwrap();
+}
+
+#[test]
+fn passphrase_command_path_is_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", 0o600);
+    let script = dir.path().join("get-pass");
+    std::fs::write(&script, "#!/bin/sh\necho from-a-script\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    with_passphrase_command(&config, r#"["./get-pass"]"#);
+    let (ok, text) = backupfs(&["check-config", "--config", &config]);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn failing_passphrase_command_shows_its_stderr_never_its_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", 0o600);
+    with_passphrase_command(
+        &config,
+        r#"["sh", "-c", "echo half-a-secret; echo 'gpg: decryption failed: No secret key' >&2; exit 2"]"#,
+    );
+    for command in ["check-config", "mount"] {
+        let (ok, text) = backupfs(&[command, "--config", &config]);
+        assert!(!ok, "{command}: {text}");
+        assert!(
+            text.contains("encrypt.passphrase-command")
+                && text.contains("`sh` exited with status 2")
+                && text.contains("No secret key"),
+            "{command}: {text}"
+        );
+        assert!(!text.contains("half-a-secret"), "{command}: {text}");
+    }
+}

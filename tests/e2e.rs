@@ -506,3 +506,43 @@ fn a_newline_in_a_file_name_cannot_forge_a_log_line() {
         done[0]
     );
 }
+
+#[test]
+fn passphrase_can_come_from_a_command() {
+    // A stand-in for `pass show backupfs`: prints the passphrase, then a line that is not part
+    // of it. The shell is asked for explicitly; backupfs runs the argv as given.
+    let secrets = tempfile::tempdir().unwrap();
+    let vault = secrets.path().join("vault");
+    std::fs::write(&vault, "from a command\nusername: backup\n").unwrap();
+    let argv = format!(
+        r#"["sh", "-c", "echo looking it up >&2; cat \"$1\"", "get-passphrase", "{}"]"#,
+        vault.display()
+    );
+    let mut stack = Stack::with(Options {
+        passphrase_command: Some(argv),
+        ..Options::default()
+    });
+    stack.put_file("secret.txt", b"sealed with a command's passphrase\n");
+    let record = stack.wait_audit("secret.txt");
+    assert_eq!(record["outcome"], "uploaded", "{record}");
+
+    // Stock gpg, reading the first line of the same file, opens what backupfs sealed.
+    stack.passphrase = vault;
+    let object = record["object"].as_str().unwrap();
+    assert_eq!(
+        stack.restore_with_stock_tools(object),
+        b"sealed with a command's passphrase\n"
+    );
+    // So do the repository commands, which run the command too.
+    stack.wait_published(1);
+    let to = stack.dir.path().join("restored");
+    let (ok, out, err) = stack.cli(&["restore", "--to", to.to_str().unwrap(), "/"]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        std::fs::read(to.join("secret.txt")).unwrap(),
+        b"sealed with a command's passphrase\n"
+    );
+    // The passphrase appears nowhere backupfs writes about itself.
+    let logs = stack.log_file() + &stack.stderr() + &stack.metrics();
+    assert!(!logs.contains("from a command"), "{logs}");
+}

@@ -252,6 +252,8 @@ pub struct Options {
     pub drain_timeout: &'static str,
     /// Name the passphrase as a systemd credential instead of a file.
     pub passphrase_credential: bool,
+    /// `encrypt.passphrase-command` (a TOML array) instead of a file.
+    pub passphrase_command: Option<String>,
     /// `pipeline.retry-delay` and `pipeline.retry-max-delay`.
     pub retry_delay: &'static str,
     pub retry_max_delay: &'static str,
@@ -282,6 +284,7 @@ impl Default for Options {
             dir_destination: false,
             drain_timeout: "5s",
             passphrase_credential: false,
+            passphrase_command: None,
             retry_delay: "200ms",
             retry_max_delay: "1s",
             settle_delay: "200ms",
@@ -839,10 +842,12 @@ listen = "127.0.0.1:{metrics_port}"
         drain = opts.drain_timeout,
         settle = opts.settle_delay,
         retry = opts.retry_delay,
-        passphrase = if opts.passphrase_credential {
-            "passphrase-credential = \"backupfs-passphrase\"".to_string()
-        } else {
-            format!("passphrase-file = \"{}/passphrase\"", root.display())
+        passphrase = match &opts.passphrase_command {
+            Some(argv) => format!("passphrase-command = {argv}"),
+            None if opts.passphrase_credential => {
+                "passphrase-credential = \"backupfs-passphrase\"".to_string()
+            }
+            None => format!("passphrase-file = \"{}/passphrase\"", root.display()),
         },
         retry_max = opts.retry_max_delay,
         max_delay = opts.max_delay,
