@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod mount8;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -707,8 +709,13 @@ impl Stack {
 
     /// GETs an object over S3 and decrypts it with stock `gpg` and `zstd`.
     pub fn restore_with_stock_tools(&self, key: &str) -> Vec<u8> {
+        self.decrypt_with_stock_tools(&self.object_bytes(key))
+    }
+
+    /// An object's bytes as stored in the bucket.
+    pub fn object_bytes(&self, key: &str) -> Vec<u8> {
         let client = self.client();
-        let body = self.rt.block_on(async {
+        self.rt.block_on(async {
             let out = client
                 .get_object()
                 .bucket(BUCKET)
@@ -722,8 +729,7 @@ impl Stack {
                 .expect("object body")
                 .into_bytes()
                 .to_vec()
-        });
-        self.decrypt_with_stock_tools(&body)
+        })
     }
 
     /// `gpg -d | zstd -d` of sealed bytes, with the stack's passphrase file.
