@@ -47,6 +47,7 @@ pub fn run(config_path: &Path, args: MountArgs) -> anyhow::Result<()> {
     let settings = settings;
     let cfg = &settings.raw;
     let passphrase = settings.passphrase()?;
+    crate::logging::redact(&passphrase);
     // Everything backupfs itself creates (state, spool, logs, local objects) is private to
     // root and its group. Files created through the mount get the caller's mode explicitly.
     sys::set_umask(0o027);

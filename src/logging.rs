@@ -45,6 +45,12 @@ pub fn redact(secret: &[u8]) {
     SECRETS.add(secret);
 }
 
+/// `line` with every secret given to [`redact`] hidden, for records written outside tracing
+/// (the audit log, JSON lines).
+pub fn hide_secrets(line: String) -> String {
+    SECRETS.hide(line)
+}
+
 /// Logs to stderr only; for commands that run before a config names a log file.
 pub fn init_stderr() {
     let _ = tracing_subscriber::registry()

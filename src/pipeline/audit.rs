@@ -87,7 +87,9 @@ impl AuditLog {
     pub fn append(&self, record: &AuditRecord) -> io::Result<()> {
         let mut record = record.clone();
         record.time = crate::rfc3339_now();
-        let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
+        // A file whose name holds the passphrase is recorded with it hidden, as in the log.
+        let line = serde_json::to_string(&record).map_err(io::Error::other)?;
+        let mut line = crate::logging::hide_secrets(line).into_bytes();
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         // One write(2) per record, so concurrent records never interleave. Not synced: the
