@@ -8,7 +8,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 use common::mount8::Fstab;
 
@@ -134,9 +133,7 @@ fn the_passphrase_appears_in_no_argv_environment_log_or_metric() {
         assert_no_secret(file, &String::from_utf8_lossy(&text).replace('\0', "\n"));
     }
     assert_no_secret("/metrics", &t.stack.metrics());
-    let out = daemon.nsenter("umount", &[t.stack.mnt.to_str().unwrap()]);
-    assert!(out.status.success());
-    assert_eq!(daemon.wait(Duration::from_secs(60)), Some(0));
+    assert_eq!(daemon.umount_and_wait(), Some(0));
 
     // What backupfs wrote about itself, with the names in it.
     let log = t.stack.log_file();

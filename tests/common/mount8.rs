@@ -113,21 +113,29 @@ impl Fstab {
 
     /// The daemon serving this stack's mountpoint, found by its command line.
     pub fn daemon(&self) -> Daemon {
-        let mnt = self.stack.mnt.to_string_lossy().into_owned();
-        let pid = std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .find(|pid| {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                args.contains(&b"--detached".as_slice()) && args.contains(&mnt.as_bytes())
-            })
+        let pid = *self
+            .daemons()
+            .first()
             .expect("a backupfs daemon for this mountpoint");
         Daemon {
             pid,
             mnt: self.stack.mnt.clone(),
             utab: self.utab.clone(),
         }
+    }
+
+    /// PIDs of processes started in the background for this stack's mountpoint.
+    pub fn daemons(&self) -> Vec<i32> {
+        let mnt = self.stack.mnt.to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.contains(&b"--detached".as_slice()) && args.contains(&mnt.as_bytes())
+            })
+            .collect()
     }
 }
 
@@ -191,6 +199,18 @@ impl Daemon {
         let mut after = line.split(" - ").nth(1)?.split(' ');
         let kind = after.next()?.to_string();
         Some((after.next()?.to_string(), kind, options))
+    }
+
+    /// Unmounts with umount(8), as a user would, and returns the daemon's exit code once it
+    /// has drained (`None` if it is still running after a minute).
+    pub fn umount_and_wait(&mut self) -> Option<i32> {
+        let out = self.nsenter("umount", &[self.mnt.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "umount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.wait(Duration::from_secs(60))
     }
 
     /// Waits for the daemon to exit and returns its exit code.
