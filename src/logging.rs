@@ -25,8 +25,10 @@ use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
 use crate::config::LogFormat;
 
 /// Quiet by default for the chatty dependencies; `BACKUPFS_LOG` overrides everything.
-const DEFAULT_FILTER: &str =
-    "info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_s3=warn,hyper=warn,fuser=warn";
+/// fuser's mount module warns when the mount it drops was unmounted already, which is what
+/// every `umount` from outside looks like; backupfs reports real unmount failures itself.
+const DEFAULT_FILTER: &str = "info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_s3=warn,\
+     hyper=warn,fuser=warn,fuser::mnt=error";
 
 /// What a secret is replaced with.
 const REDACTED: &str = "[redacted]";

@@ -38,6 +38,10 @@ fn an_fstab_entry_mounts_with_mount_a_and_umount_drains() {
     assert_eq!(daemon.umount_and_wait(), Some(0), "daemon exit code");
     let log = t.stack.log_file();
     assert!(log.contains("mountpoint was unmounted"), "{log}");
+    assert!(
+        !log.contains(" WARN ") && !log.contains(" ERROR "),
+        "a clean mount and umount warn about nothing:\n{log}"
+    );
     let catalog = t.stack.catalog();
     let (_, object) = catalog
         .get("from-fstab.txt")
