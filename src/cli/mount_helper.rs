@@ -8,8 +8,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -88,6 +87,10 @@ pub fn parse_options(text: &str, helper: bool) -> anyhow::Result<MountOptions> {
             "sync" => MountOption::Sync,
             "async" => MountOption::Async,
             "dirsync" => MountOption::DirSync,
+            "remount" => bail!(
+                "mount option `remount`: backupfs cannot change options of a running mount; \
+                 unmount it and mount it again"
+            ),
             "ro" => bail!(
                 "mount option `ro`: a drop folder must be writable; backupfs mounts read-write only"
             ),
@@ -230,35 +233,73 @@ fn helper(args: &[OsString]) -> anyhow::Result<ExitCode> {
     start_in_background(&daemon_args)
 }
 
+/// How long the mount(8) form waits for the daemon to say the mount is up. Startup checks
+/// clamd and the destination; a service that accepts connections and then says nothing must
+/// not hold mount(8), or a boot, forever.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A directory only root can enter, holding the socket the daemon reports readiness on, so
+/// no other user can send READY=1 in its place. Removed on drop.
+struct PrivateSocket {
+    dir: PathBuf,
+    socket: UnixDatagram,
+}
+
+impl PrivateSocket {
+    fn bind() -> io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("backupfs-mount-{}-{nonce}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        match UnixDatagram::bind(dir.join("ready")) {
+            Ok(socket) => Ok(Self { dir, socket }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for PrivateSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join("ready"));
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 /// Starts `backupfs mount ...` in a session of its own and waits for its READY=1 (the
 /// same notification systemd gets) or its exit. Its stderr is passed on until then, so
 /// mount(8) shows why a mount failed.
 fn start_in_background(args: &[OsString]) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the backupfs binary")?;
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let name = format!("backupfs-ready-{}-{nonce}", std::process::id());
-    let ready = SocketAddr::from_abstract_name(name.as_bytes())
-        .and_then(|addr| UnixDatagram::bind_addr(&addr))
-        .context("cannot open the socket the daemon reports readiness on")?;
-    ready.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let ready =
+        PrivateSocket::bind().context("cannot open the socket the daemon reports readiness on")?;
+    ready
+        .socket
+        .set_read_timeout(Some(Duration::from_millis(200)))?;
 
     let mut command = Command::new(exe);
     command
         .args(args)
-        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .env("NOTIFY_SOCKET", ready.dir.join("ready"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .current_dir("/");
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    // SAFETY: setsid and close_range are async-signal-safe and touch no memory of the
+    // parent. Descriptors mount(8)'s caller left open (a lock, a pipe) are not the daemon's
+    // to keep; stdin, stdout and stderr are set up already.
     unsafe {
         command.pre_exec(|| {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
+            libc::close_range(3, libc::c_uint::MAX, 0);
             Ok(())
         });
     }
@@ -273,9 +314,10 @@ fn start_in_background(args: &[OsString]) -> anyhow::Result<ExitCode> {
             let _ = relay.join();
         }
     };
+    let started = std::time::Instant::now();
     let mut buf = [0u8; 4096];
     loop {
-        match ready.recv(&mut buf) {
+        match ready.socket.recv(&mut buf) {
             Ok(n) if buf[..n].split(|b| *b == b'\n').any(|l| l == b"READY=1") => {
                 // The daemon let go of its stderr before it said ready, so the relay ends.
                 finish(relay);
@@ -294,6 +336,25 @@ fn start_in_background(args: &[OsString]) -> anyhow::Result<ExitCode> {
             eprintln!("backupfs: the daemon stopped before the mount was up ({status})");
             let code = status.code().filter(|c| *c != 0).unwrap_or(1);
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            // Before it mounts, SIGTERM ends the daemon at once; if it mounted meanwhile,
+            // SIGTERM unmounts it cleanly. Either way the caller is told the mount failed,
+            // so nothing may stay mounted behind its back.
+            // SAFETY: signalling the child this process started and has not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while child.try_wait()?.is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            finish(relay);
+            bail!(
+                "the daemon did not report the mount ready within {}s (is clamd or the \
+                 destination accepting connections without answering?); it was stopped",
+                READY_TIMEOUT.as_secs()
+            );
         }
     }
 }
