@@ -47,7 +47,7 @@ pub fn run(config_path: &Path, args: MountArgs) -> anyhow::Result<()> {
     let settings = settings;
     let cfg = &settings.raw;
     let passphrase = settings.passphrase()?;
-    crate::logging::redact(&passphrase);
+    let hidden = crate::logging::redact(&passphrase);
     // Everything backupfs itself creates (state, spool, logs, local objects) is private to
     // root and its group. Files created through the mount get the caller's mode explicitly.
     sys::set_umask(0o027);
@@ -56,6 +56,13 @@ pub fn run(config_path: &Path, args: MountArgs) -> anyhow::Result<()> {
     crate::logging::init_with_file(&cfg.log.file, cfg.log.format)
         .with_context(|| format!("log.file {}", cfg.log.file.display()))?;
     tracing::info!(config = %config_path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
+    if !hidden {
+        tracing::warn!(
+            "the passphrase is shorter than {} bytes: it is weak, and too short to be hidden \
+             in the logs",
+            crate::logging::MIN_REDACTED
+        );
+    }
 
     match sys::raise_nofile_limit() {
         Ok(n) => tracing::info!(limit = n, "open-file limit"),

@@ -43,9 +43,17 @@ fn filter() -> EnvFilter {
 /// Keeps `secret` (the passphrase) out of every log line from now on, on stderr and in
 /// `log.file`, in both formats. Call it as soon as the secret is read, before anything could
 /// log it: a file whose name contains the passphrase is logged by its path.
-pub fn redact(secret: &[u8]) {
+pub fn redact(secret: &[u8]) -> bool {
+    if secret.len() < MIN_REDACTED {
+        return false;
+    }
     SECRETS.add(secret);
+    true
 }
+
+/// Secrets shorter than this are not hidden: replacing every occurrence of a short word
+/// would garble ordinary log text and show the word to anyone who compares.
+pub const MIN_REDACTED: usize = 8;
 
 /// `line` with every secret given to [`redact`] hidden, for records written outside tracing
 /// (the audit log, JSON lines).
@@ -294,6 +302,8 @@ fn forms_in_a_line(secret: &[u8]) -> Vec<String> {
         let json = json[1..json.len() - 1].to_string();
         forms.push(escape_controls(&json, LogFormat::Json));
     }
+    // The audit log adds a name's bytes in hex when they are not UTF-8.
+    forms.push(hex::encode(secret));
     forms.retain(|f| !f.is_empty());
     forms
 }

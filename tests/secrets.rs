@@ -107,6 +107,19 @@ fn the_passphrase_appears_in_no_argv_environment_log_or_metric() {
         &[t.stack.mnt.join(format!("{SECRET}.exe")).to_str().unwrap()],
     );
     assert!(!refused.status.success(), "the blacklist refuses *.exe");
+    // A name that is not UTF-8: the audit log adds its bytes in hex.
+    let out = daemon.nsenter(
+        "sh",
+        &[
+            "-c",
+            r#"printf %s "$1" > "$2/$(printf '\377') $3.txt""#,
+            "sh",
+            &content,
+            t.stack.mnt.to_str().unwrap(),
+            SECRET,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
     let eicar = String::from_utf8(common::eicar()).unwrap();
     daemon.write(&format!("infected {SECRET}.txt"), &eicar);
 
@@ -115,6 +128,9 @@ fn the_passphrase_appears_in_no_argv_environment_log_or_metric() {
     assert_eq!(uploaded["outcome"], "uploaded", "{uploaded}");
     let inner = t.stack.wait_audit("[redacted]/inner.txt");
     assert_eq!(inner["outcome"], "uploaded", "{inner}");
+    let odd = t.stack.wait_audit("\u{fffd} [redacted].txt");
+    let hex = odd["path_hex"].as_str().unwrap_or_default();
+    assert!(hex.starts_with("ff20") && hex.contains("[redacted]"), "{odd}");
     let infected = t.stack.wait_audit("infected [redacted].txt");
     assert_eq!(infected["outcome"], "infected", "{infected}");
 

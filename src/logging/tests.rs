@@ -85,6 +85,11 @@ fn redaction_covers_raw_debug_and_json_forms() {
         (b"bytes\xff\xfe", "error=bytes\u{fffd}\u{fffd}"),
         (b"esc\x1b", "message esc\\x1b"),
         (b"esc\x1b", "field=esc\\u{1b}"),
+        // The audit log's path_hex of a name that is not UTF-8.
+        (
+            b"correct horse",
+            "\"path_hex\":\"ff20636f727265637420686f7273652e747874\"",
+        ),
     ];
     for (secret, line) in cases {
         let hidden = secrets(secret).hide(line.to_string());
@@ -168,4 +173,13 @@ fn a_name_cannot_forge_a_line_or_show_the_passphrase() {
             }
         }
     }
+}
+
+#[test]
+fn short_secrets_are_not_hidden_but_reported() {
+    assert!(
+        !redact(b"upload"),
+        "a 6-byte passphrase would blank every \"upload\""
+    );
+    assert!(redact(b"long enough secret"));
 }
