@@ -341,6 +341,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
             anyhow::bail!("{key} {}: not an existing directory", dir.display());
         }
     }
+    crate::pipeline::upload::credentials(&cfg.destination).map_err(anyhow::Error::msg)?;
     if let Some(warning) = settings.allowed_warning() {
         eprintln!("warning: {warning}");
     }

@@ -112,12 +112,7 @@ pub fn open(
 ) -> Result<Box<dyn Destination>, String> {
     match config.kind {
         DestinationKind::S3 => {
-            let keys = match &config.credentials_file {
-                Some(file) => Some(read_credentials_file(file, &config.profile).map_err(|e| {
-                    format!("destination.credentials-file {}: {e}", file.display())
-                })?),
-                None => None,
-            };
+            let keys = credentials(config)?;
             Ok(Box::new(S3Destination::new(config, keys, rt.clone())))
         }
         DestinationKind::Dir => {
@@ -127,6 +122,17 @@ pub fn open(
             Ok(Box::new(DirDestination::new(root)))
         }
     }
+}
+
+/// The keys `destination.credentials-file` gives, if it is set; the error names the key
+/// and the file.
+pub fn credentials(config: &DestinationConfig) -> Result<Option<Credentials>, String> {
+    let Some(file) = &config.credentials_file else {
+        return Ok(None);
+    };
+    read_credentials_file(file, &config.profile)
+        .map(Some)
+        .map_err(|e| format!("destination.credentials-file {}: {e}", file.display()))
 }
 
 /// The keys in section `profile` of an AWS shared-credentials file; refuses a file others
