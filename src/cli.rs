@@ -19,7 +19,15 @@ use crate::state::State;
 /// checked against policy, scanned by clamd, compressed with zstd, encrypted with OpenPGP
 /// (readable by stock GnuPG) and uploaded to S3 or a local directory.
 #[derive(Debug, Parser)]
-#[command(name = "backupfs", version, about, long_about)]
+#[command(
+    name = "backupfs",
+    version,
+    about,
+    long_about,
+    after_help = "As a mount helper (fstab type fuse.backupfs, mount -t fuse.backupfs):\n  \
+                  backupfs SOURCE MOUNTPOINT -o config=FILE[,allow_other,nodev,...]\n\
+                  returns once mounted, with the daemon in the background (see README)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

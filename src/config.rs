@@ -33,6 +33,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
+    /// May be left out altogether when the mount command line gives source and mountpoint.
+    #[serde(default)]
     pub mount: MountConfig,
     #[serde(default)]
     pub state: StateConfig,
@@ -81,6 +83,19 @@ pub struct MountConfig {
     /// how long a change made directly in the source directory can go unseen.
     #[serde(default = "default_cache_timeout", with = "humantime_serde_compat")]
     pub cache_timeout: std::time::Duration,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        Self {
+            source: PathBuf::new(),
+            mountpoint: PathBuf::new(),
+            allow_other: false,
+            threads: default_fuse_threads(),
+            passthrough: Passthrough::default(),
+            cache_timeout: default_cache_timeout(),
+        }
+    }
 }
 
 /// `mount.passthrough`.

@@ -210,6 +210,8 @@ fn mount_dirs_may_come_from_the_command_line_instead() {
         .replace("source = \"/srv/data\"", "")
         .replace("mountpoint = \"/mnt/drop\"", "");
     let mut s = load(&text).expect("a config for fstab leaves the mount dirs out");
+    let bare = load(&text.replace("[mount]", "")).expect("or the whole [mount] table");
+    assert_eq!(bare.raw.mount.threads, s.raw.mount.threads);
     let e = s
         .clone()
         .set_mount_dirs(None, None)
