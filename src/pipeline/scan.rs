@@ -4,7 +4,11 @@
 //! "not scanned", never clean. clamd being unreachable is an error of its own, so the caller
 //! can wait and retry instead of deciding anything about the file.
 
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::Duration;
 
 use clamav_client::{Socket, Tcp};
 
@@ -40,13 +44,29 @@ impl Scanner {
         }
     }
 
-    /// Checks that clamd answers PING.
+    /// Checks that clamd answers PING within [`PING_TIMEOUT`]: a clamd that accepts the
+    /// connection and then says nothing counts as unreachable, rather than holding the
+    /// caller (a worker, or the daemon's start) forever.
     pub fn ping(&self) -> Result<(), Unavailable> {
         let reply = match &self.address {
-            ClamdAddress::Unix(p) => clamav_client::ping(Socket { socket_path: p }),
-            ClamdAddress::Tcp(a) => clamav_client::ping(Tcp {
-                host_address: a.as_str(),
+            ClamdAddress::Unix(p) => UnixStream::connect(p).and_then(|s| {
+                s.set_read_timeout(Some(PING_TIMEOUT))?;
+                s.set_write_timeout(Some(PING_TIMEOUT))?;
+                exchange_ping(s)
             }),
+            ClamdAddress::Tcp(a) => a
+                .to_socket_addrs()
+                .and_then(|mut addrs| {
+                    addrs.next().ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, "the name has no address")
+                    })
+                })
+                .and_then(|addr| TcpStream::connect_timeout(&addr, PING_TIMEOUT))
+                .and_then(|s| {
+                    s.set_read_timeout(Some(PING_TIMEOUT))?;
+                    s.set_write_timeout(Some(PING_TIMEOUT))?;
+                    exchange_ping(s)
+                }),
         };
         match reply {
             Ok(r) if r == clamav_client::PONG => Ok(()),
@@ -54,6 +74,17 @@ impl Scanner {
                 "unexpected reply to PING: {:?}",
                 String::from_utf8_lossy(&r)
             ))),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(self.unavailable(format!(
+                    "no answer to PING within {}s",
+                    PING_TIMEOUT.as_secs()
+                )))
+            }
             Err(e) => Err(self.unavailable(e.to_string())),
         }
     }
@@ -105,6 +136,24 @@ impl Scanner {
     }
 }
 
+/// How long clamd may take to answer PING (a second in unit tests).
+const PING_TIMEOUT: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 10 });
+
+/// Sends `zPING` and reads the reply up to its terminating NUL.
+fn exchange_ping(mut stream: impl Read + Write) -> io::Result<Vec<u8>> {
+    stream.write_all(b"zPING\0")?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 64];
+    while !reply.contains(&0) && reply.len() < 1024 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    Ok(reply)
+}
+
 /// Reads clamd's INSTREAM reply: `stream: OK`, `stream: <signature> FOUND`, or `... ERROR`.
 pub fn parse_reply(reply: &[u8]) -> Verdict {
     let text = String::from_utf8_lossy(reply);
@@ -122,6 +171,22 @@ pub fn parse_reply(reply: &[u8]) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clamd_that_accepts_and_never_answers_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("clamd.sock");
+        // Listening, so connections are accepted by the kernel, but nothing ever replies.
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let scanner = Scanner::new(ClamdAddress::Unix(sock.clone()), 1 << 20);
+        let started = std::time::Instant::now();
+        let e = scanner.ping().unwrap_err().to_string();
+        assert!(e.contains("no answer to PING within 1s"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let gone = Scanner::new(ClamdAddress::Unix(dir.path().join("none")), 1 << 20);
+        let e = gone.ping().unwrap_err().to_string();
+        assert!(e.contains("unreachable") && e.contains("none"), "{e}");
+    }
 
     #[test]
     fn replies() {

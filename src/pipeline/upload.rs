@@ -124,6 +124,9 @@ pub fn open(
     }
 }
 
+/// How long the start-up check of the bucket may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The keys `destination.credentials-file` gives, if it is set; the error names the key
 /// and the file.
 pub fn credentials(config: &DestinationConfig) -> Result<Option<Credentials>, String> {
@@ -422,13 +425,19 @@ impl Destination for S3Destination {
 
     fn probe(&self) -> Result<(), UploadError> {
         self.rt.block_on(async {
-            self.client
-                .head_bucket()
-                .bucket(&self.bucket)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| classify(&format!("HeadBucket {}", self.bucket), e))
+            // A server that accepts connections and then says nothing is reported as
+            // unreachable here, at start, instead of holding it for a whole attempt.
+            let head = self.client.head_bucket().bucket(&self.bucket).send();
+            match tokio::time::timeout(PROBE_TIMEOUT, head).await {
+                Ok(reply) => reply
+                    .map(drop)
+                    .map_err(|e| classify(&format!("HeadBucket {}", self.bucket), e)),
+                Err(_) => Err(UploadError::Transient(format!(
+                    "HeadBucket {}: no answer within {}s",
+                    self.bucket,
+                    PROBE_TIMEOUT.as_secs()
+                ))),
+            }
         })
     }
 
