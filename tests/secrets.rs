@@ -130,7 +130,10 @@ fn the_passphrase_appears_in_no_argv_environment_log_or_metric() {
     assert_eq!(inner["outcome"], "uploaded", "{inner}");
     let odd = t.stack.wait_audit("\u{fffd} [redacted].txt");
     let hex = odd["path_hex"].as_str().unwrap_or_default();
-    assert!(hex.starts_with("ff20") && hex.contains("[redacted]"), "{odd}");
+    assert!(
+        hex.starts_with("ff20") && hex.contains("[redacted]"),
+        "{odd}"
+    );
     let infected = t.stack.wait_audit("infected [redacted].txt");
     assert_eq!(infected["outcome"], "infected", "{infected}");
 
