@@ -1,8 +1,9 @@
 //! Stage 2: sort a file into sensitive, personal or general, reading it once in chunks.
 //!
 //! Sensitive means a configured keyword appears (case-insensitively). Personal means the
-//! file holds identifiable data: an e-mail address or a payment card number that passes the
-//! Luhn check. Chunks overlap by a small window so a match split across two reads is found.
+//! file holds identifiable data that passes a validity check: an e-mail address, a payment
+//! card number (issuer range and length, Luhn), an IBAN (country length, mod 97) or a
+//! dashed US Social Security number in an issued range. Chunks overlap by a small window so a match split across two reads is found.
 
 use std::io::{self, Read};
 
@@ -69,7 +70,7 @@ impl Classifier {
     pub fn classify<R: Read>(&self, mut reader: R) -> io::Result<Classification> {
         let mut window: Vec<u8> = Vec::with_capacity(CHUNK + self.overlap);
         let mut buf = vec![0u8; CHUNK];
-        let (mut email, mut card) = (false, false);
+        let (mut email, mut card, mut iban, mut ssn) = (false, false, false, false);
         loop {
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
@@ -86,13 +87,20 @@ impl Classifier {
             }
             email = email || has_email(&window);
             card = card || has_card_number(&window);
+            iban = iban || has_iban(&window);
+            ssn = ssn || has_us_ssn(&window);
             let keep = window.len().saturating_sub(self.overlap);
             window.drain(..keep);
         }
-        let detectors: Vec<&'static str> = [(email, "email"), (card, "payment-card")]
-            .into_iter()
-            .filter_map(|(hit, name)| hit.then_some(name))
-            .collect();
+        let detectors: Vec<&'static str> = [
+            (email, "email"),
+            (card, "payment-card"),
+            (iban, "iban"),
+            (ssn, "us-ssn"),
+        ]
+        .into_iter()
+        .filter_map(|(hit, name)| hit.then_some(name))
+        .collect();
         let class = if detectors.is_empty() {
             Class::General
         } else {
@@ -154,8 +162,9 @@ fn valid_domain(domain: &[u8]) -> bool {
         && tld.iter().all(u8::is_ascii_alphabetic)
 }
 
-/// Finds runs of 13 to 19 digits, optionally grouped by single spaces or dashes, that pass
-/// the Luhn check and stand alone (no digit right before or after).
+/// Finds runs of 12 to 19 digits, optionally grouped by single spaces or dashes, that stand
+/// alone (no digit right before or after), start as a known card issuer's numbers do with a
+/// length that issuer uses, and pass the Luhn check.
 fn has_card_number(text: &[u8]) -> bool {
     let mut i = 0;
     while i < text.len() {
@@ -164,7 +173,7 @@ fn has_card_number(text: &[u8]) -> bool {
             continue;
         }
         let (digits, end) = digit_run(&text[i..]);
-        if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
+        if card_issuer_valid(&digits) && luhn_valid(&digits) {
             return true;
         }
         i += end.max(1);
@@ -188,6 +197,205 @@ fn digit_run(text: &[u8]) -> (Vec<u8>, usize) {
         }
     }
     (digits, i)
+}
+
+/// Whether `digits` (values 0-9) start with a known issuer's prefix and have a length that
+/// issuer uses: Visa, Mastercard, American Express, Discover, JCB, Diners Club, UnionPay
+/// and Maestro. An order number of 16 digits that passes Luhn by chance mostly fails here.
+pub fn card_issuer_valid(digits: &[u8]) -> bool {
+    let prefix = |n: usize| {
+        digits
+            .iter()
+            .take(n)
+            .fold(0u32, |acc, &d| acc * 10 + u32::from(d))
+    };
+    let len = digits.len();
+    if !(12..=19).contains(&len) {
+        return false;
+    }
+    let (p1, p2, p3, p4) = (prefix(1), prefix(2), prefix(3), prefix(4));
+    match p1 {
+        4 => matches!(len, 13 | 16 | 19),
+        3 => match p2 {
+            34 | 37 => len == 15,
+            36 | 38 | 39 => (14..=19).contains(&len),
+            30 => (300..=305).contains(&p3) && (14..=19).contains(&len),
+            35 => (3528..=3589).contains(&p4) && (16..=19).contains(&len),
+            _ => false,
+        },
+        2 => (2221..=2720).contains(&p4) && len == 16,
+        5 => match p2 {
+            51..=55 => len == 16,
+            50 | 56..=59 => len >= 12,
+            _ => false,
+        },
+        6 => {
+            let discover = p4 == 6011 || (644..=649).contains(&p3) || p2 == 65;
+            let unionpay = p2 == 62;
+            ((discover || unionpay) && (16..=19).contains(&len)) || len >= 12
+        }
+        _ => false,
+    }
+}
+
+/// Finds an IBAN: a country code, two check digits and the country's account number, all
+/// together or in groups of four separated by single spaces, that has the length that
+/// country uses and passes the mod-97 check.
+fn has_iban(text: &[u8]) -> bool {
+    (0..text.len().saturating_sub(14)).any(|i| {
+        let starts = text[i].is_ascii_uppercase()
+            && text[i + 1].is_ascii_uppercase()
+            && (i == 0 || !text[i - 1].is_ascii_alphanumeric());
+        starts && iban_at(&text[i..])
+    })
+}
+
+fn iban_at(text: &[u8]) -> bool {
+    let Some(want) = iban_length(&text[..2]) else {
+        return false;
+    };
+    // Collect alphanumerics, allowing a single space after every group of four.
+    let mut chars = Vec::with_capacity(34);
+    let mut i = 0;
+    while i < text.len() && chars.len() < want {
+        let b = text[i];
+        if b.is_ascii_digit() || b.is_ascii_uppercase() {
+            chars.push(b);
+            i += 1;
+        } else if b == b' ' && chars.len() % 4 == 0 && !chars.is_empty() {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let ends = text.get(i).is_none_or(|b| !b.is_ascii_alphanumeric());
+    chars.len() == want
+        && ends
+        && chars[2].is_ascii_digit()
+        && chars[3].is_ascii_digit()
+        && iban_mod97(&chars) == 1
+}
+
+/// The IBAN's remainder modulo 97 after moving the first four characters to the end and
+/// turning letters into 10..35; a valid IBAN gives 1.
+fn iban_mod97(chars: &[u8]) -> u32 {
+    chars[4..]
+        .iter()
+        .chain(&chars[..4])
+        .fold(0u32, |acc, &c| match c {
+            b'0'..=b'9' => (acc * 10 + u32::from(c - b'0')) % 97,
+            _ => (acc * 100 + u32::from(c - b'A') + 10) % 97,
+        })
+}
+
+/// The IBAN length of a country, from the IBAN registry.
+fn iban_length(country: &[u8]) -> Option<usize> {
+    const LENGTHS: &[(&[u8; 2], usize)] = &[
+        (b"AD", 24),
+        (b"AE", 23),
+        (b"AL", 28),
+        (b"AT", 20),
+        (b"AZ", 28),
+        (b"BA", 20),
+        (b"BE", 16),
+        (b"BG", 22),
+        (b"BH", 22),
+        (b"BR", 29),
+        (b"BY", 28),
+        (b"CH", 21),
+        (b"CR", 22),
+        (b"CY", 28),
+        (b"CZ", 24),
+        (b"DE", 22),
+        (b"DK", 18),
+        (b"DO", 28),
+        (b"EE", 20),
+        (b"EG", 29),
+        (b"ES", 24),
+        (b"FI", 18),
+        (b"FO", 18),
+        (b"FR", 27),
+        (b"GB", 22),
+        (b"GE", 22),
+        (b"GI", 23),
+        (b"GL", 18),
+        (b"GR", 27),
+        (b"GT", 28),
+        (b"HR", 21),
+        (b"HU", 28),
+        (b"IE", 22),
+        (b"IL", 23),
+        (b"IQ", 23),
+        (b"IS", 26),
+        (b"IT", 27),
+        (b"JO", 30),
+        (b"KW", 30),
+        (b"KZ", 20),
+        (b"LB", 28),
+        (b"LC", 32),
+        (b"LI", 21),
+        (b"LT", 20),
+        (b"LU", 20),
+        (b"LV", 21),
+        (b"MC", 27),
+        (b"MD", 24),
+        (b"ME", 22),
+        (b"MK", 19),
+        (b"MR", 27),
+        (b"MT", 31),
+        (b"MU", 30),
+        (b"NL", 18),
+        (b"NO", 15),
+        (b"PK", 24),
+        (b"PL", 28),
+        (b"PS", 29),
+        (b"PT", 25),
+        (b"QA", 29),
+        (b"RO", 24),
+        (b"RS", 22),
+        (b"SA", 24),
+        (b"SC", 31),
+        (b"SE", 24),
+        (b"SI", 19),
+        (b"SK", 24),
+        (b"SM", 27),
+        (b"ST", 25),
+        (b"SV", 28),
+        (b"TL", 23),
+        (b"TN", 24),
+        (b"TR", 26),
+        (b"UA", 29),
+        (b"VA", 22),
+        (b"VG", 24),
+        (b"XK", 20),
+    ];
+    LENGTHS
+        .iter()
+        .find(|(code, _)| code[..] == *country)
+        .map(|(_, len)| *len)
+}
+
+/// Finds a US Social Security number written AAA-GG-SSSS, standing alone, in a range the
+/// SSA issues: area not 000, 666 or 900-999, group not 00, serial not 0000. Nine bare
+/// digits are left alone: too many other numbers look like them.
+fn has_us_ssn(text: &[u8]) -> bool {
+    text.windows(11).enumerate().any(|(i, w)| {
+        let digits = |r: std::ops::Range<usize>| w[r].iter().all(u8::is_ascii_digit);
+        let shaped = digits(0..3) && w[3] == b'-' && digits(4..6) && w[6] == b'-' && digits(7..11);
+        let alone = (i == 0 || !text[i - 1].is_ascii_alphanumeric() && text[i - 1] != b'-')
+            && text
+                .get(i + 11)
+                .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'-');
+        if !(shaped && alone) {
+            return false;
+        }
+        let num = |r: std::ops::Range<usize>| {
+            w[r].iter()
+                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
+        };
+        let (area, group, serial) = (num(0..3), num(4..6), num(7..11));
+        area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+    })
 }
 
 pub fn luhn_valid(digits: &[u8]) -> bool {
@@ -268,6 +476,43 @@ mod tests {
         data[CHUNK - 7..CHUNK - 7 + card.len()].copy_from_slice(card);
         let c = Classifier::new(&[]);
         assert_eq!(c.classify(&data[..]).unwrap().class, Class::Personal);
+    }
+
+    #[test]
+    fn validated_detectors_take_real_numbers_and_leave_look_alikes() {
+        let cases = [
+            // Payment cards: issuer range and length, then Luhn.
+            ("amex 3782 822463 10005", Class::Personal),
+            ("mastercard 5555555555554444", Class::Personal),
+            ("mastercard 2223003122003222", Class::Personal),
+            ("discover 6011111111111117", Class::Personal),
+            ("jcb 3530111333300000", Class::Personal),
+            // Luhn-valid, but no issuer starts with 1 or 9.
+            ("order 1234567812345670", Class::General),
+            ("ticket 9999999999999995", Class::General),
+            // IBAN: country length and mod 97.
+            ("pay to GB82 WEST 1234 5698 7654 32 today", Class::Personal),
+            ("IBAN DE89370400440532013000", Class::Personal),
+            ("pay to GB82 WEST 1234 5698 7654 33 today", Class::General),
+            ("GB82WEST123456987654", Class::General),
+            ("XX82WEST12345698765432", Class::General),
+            // US SSN: dashed, in an issued range.
+            ("ssn 123-45-6789", Class::Personal),
+            ("ssn 000-12-3456", Class::General),
+            ("ssn 666-12-3456", Class::General),
+            ("ssn 912-34-5678", Class::General),
+            ("ssn 123-00-4567", Class::General),
+            ("ssn 123-45-0000", Class::General),
+            ("phone 555-123-45-6789-1", Class::General),
+            ("part 123456789", Class::General),
+        ];
+        for (text, want) in cases {
+            assert_eq!(classify(text).class, want, "{text:?}");
+        }
+        assert_eq!(
+            classify("GB82 WEST 1234 5698 7654 32, 123-45-6789").detectors,
+            vec!["iban", "us-ssn"]
+        );
     }
 
     #[test]
