@@ -164,6 +164,9 @@ pub struct PipelineConfig {
 pub struct ClassifyConfig {
     /// Matched case-insensitively anywhere in the file.
     pub sensitive_keywords: Vec<String>,
+    /// Personal-data matches (all detectors together) that make a file personal; raise it
+    /// so that a single stray address or number does not.
+    pub personal_threshold: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -320,6 +323,7 @@ impl Default for ClassifyConfig {
             sensitive_keywords: ["confidential", "password", "client data"]
                 .map(String::from)
                 .to_vec(),
+            personal_threshold: 1,
         }
     }
 }
@@ -605,6 +609,12 @@ impl Config {
         let base = std::path::absolute(&base).unwrap_or(base);
         self.resolve_paths(&base);
 
+        if self.classify.personal_threshold == 0 {
+            return Err(invalid(
+                "classify.personal-threshold",
+                "must be at least 1".into(),
+            ));
+        }
         if self.pipeline.workers == 0 {
             return Err(invalid("pipeline.workers", "must be at least 1".into()));
         }

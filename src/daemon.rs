@@ -270,7 +270,10 @@ fn build_stages(
         source,
         spool,
         state,
-        classifier: Classifier::new(&cfg.classify.sensitive_keywords),
+        classifier: Classifier::new(
+            &cfg.classify.sensitive_keywords,
+            cfg.classify.personal_threshold,
+        ),
         gate1: Gate1 {
             max_file_size: cfg.policy.max_file_size.0,
             blacklist,

@@ -184,6 +184,10 @@ fn files_are_classified_in_the_audit_log() {
         !card.to_string().contains("4111"),
         "audit never holds matched values"
     );
+    // Which detectors fired, and how many times.
+    assert_eq!(card["detectors"], serde_json::json!({"payment-card": 1}));
+    let mail = stack.wait_audit("contacts.txt");
+    assert_eq!(mail["detectors"], serde_json::json!({"email": 1}));
 }
 
 #[test]

@@ -330,3 +330,12 @@ fn passphrase_comes_from_the_command() {
         .passphrase_source()
         .starts_with("encrypt.passphrase-command [\"printf\""));
 }
+
+#[test]
+fn personal_threshold_defaults_to_one_and_zero_is_refused() {
+    assert_eq!(load(MINIMAL).unwrap().raw.classify.personal_threshold, 1);
+    let e = load(&format!("{MINIMAL}\n[classify]\npersonal-threshold = 0\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("classify.personal-threshold"), "{e}");
+}

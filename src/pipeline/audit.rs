@@ -29,8 +29,9 @@ pub struct AuditRecord {
     pub mtime: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub classification: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub detectors: Vec<&'static str>,
+    /// Detector name to matches; never the matched values.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub detectors: std::collections::BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,7 +55,7 @@ impl AuditRecord {
             size: None,
             mtime: None,
             classification: None,
-            detectors: Vec::new(),
+            detectors: Default::default(),
             object: None,
             destination: None,
             reason: None,

@@ -5,6 +5,7 @@
 //! card number (issuer range and length, Luhn), an IBAN (country length, mod 97) or a
 //! dashed US Social Security number in an issued range. Chunks overlap by a small window so a match split across two reads is found.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 
 use aho_corasick::AhoCorasick;
@@ -30,24 +31,37 @@ impl Class {
     }
 }
 
-/// The class and the detectors that fired (names only, never the matched values).
+/// The class and the detectors that fired with how many times (never the matched values).
+/// A keyword stops the reading at once, so it counts 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification {
     pub class: Class,
-    pub detectors: Vec<&'static str>,
+    pub detectors: BTreeMap<&'static str, u64>,
 }
 
 pub struct Classifier {
     /// All keywords in one automaton, matched ASCII-case-insensitively in a single pass.
     keywords: Option<AhoCorasick>,
     overlap: usize,
+    /// Personal-data matches (all detectors together) that make a file personal.
+    threshold: u64,
 }
+
+/// The personal-data detectors: a name for the audit record and a counter of matches whose
+/// anchor lies before `limit` in the text.
+type Counter = fn(&[u8], usize) -> u64;
+const DETECTORS: &[(&str, Counter)] = &[
+    ("email", count_emails),
+    ("payment-card", count_card_numbers),
+    ("iban", count_ibans),
+    ("us-ssn", count_us_ssns),
+];
 
 /// Longest span a personal-data match can take: a 254-byte e-mail address.
 const PERSONAL_WINDOW: usize = 256;
 
 impl Classifier {
-    pub fn new(keywords: &[String]) -> Self {
+    pub fn new(keywords: &[String], threshold: u64) -> Self {
         let keywords: Vec<&str> = keywords
             .iter()
             .map(|k| k.trim())
@@ -64,16 +78,19 @@ impl Classifier {
         Self {
             keywords: automaton,
             overlap: longest.max(PERSONAL_WINDOW),
+            threshold: threshold.max(1),
         }
     }
 
+    /// Reads `reader` once. Each pass scans the previous pass's tail plus a new chunk, and
+    /// counts only matches anchored before the tail it keeps (all of them at the end), so a
+    /// match split across reads is found once.
     pub fn classify<R: Read>(&self, mut reader: R) -> io::Result<Classification> {
         let mut window: Vec<u8> = Vec::with_capacity(CHUNK + self.overlap);
         let mut buf = vec![0u8; CHUNK];
-        let (mut email, mut card, mut iban, mut ssn) = (false, false, false, false);
+        let mut counts = [0u64; DETECTORS.len()];
         loop {
             let n = match reader.read(&mut buf) {
-                Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -82,29 +99,33 @@ impl Classifier {
             if self.keywords.as_ref().is_some_and(|k| k.is_match(&window)) {
                 return Ok(Classification {
                     class: Class::Sensitive,
-                    detectors: vec!["keyword"],
+                    detectors: BTreeMap::from([("keyword", 1)]),
                 });
             }
-            email = email || has_email(&window);
-            card = card || has_card_number(&window);
-            iban = iban || has_iban(&window);
-            ssn = ssn || has_us_ssn(&window);
-            let keep = window.len().saturating_sub(self.overlap);
-            window.drain(..keep);
+            let done = n == 0;
+            let limit = if done {
+                window.len()
+            } else {
+                window.len().saturating_sub(self.overlap)
+            };
+            for (count, (_, counter)) in counts.iter_mut().zip(DETECTORS) {
+                *count += counter(&window, limit);
+            }
+            window.drain(..limit);
+            if done {
+                break;
+            }
         }
-        let detectors: Vec<&'static str> = [
-            (email, "email"),
-            (card, "payment-card"),
-            (iban, "iban"),
-            (ssn, "us-ssn"),
-        ]
-        .into_iter()
-        .filter_map(|(hit, name)| hit.then_some(name))
-        .collect();
-        let class = if detectors.is_empty() {
-            Class::General
-        } else {
+        let detectors: BTreeMap<&'static str, u64> = DETECTORS
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|((name, _), n)| (*name, n))
+            .collect();
+        let class = if detectors.values().sum::<u64>() >= self.threshold {
             Class::Personal
+        } else {
+            Class::General
         };
         Ok(Classification { class, detectors })
     }
@@ -120,11 +141,13 @@ fn is_domain_char(b: u8) -> bool {
 
 /// An address is `local@domain.tld`: a non-empty local part, a domain with at least one dot,
 /// labels that neither start nor end with `-` or `.`, and an alphabetic TLD of 2+ letters.
-fn has_email(text: &[u8]) -> bool {
-    text.iter()
+fn count_emails(text: &[u8], limit: usize) -> u64 {
+    text[..limit]
+        .iter()
         .enumerate()
         .filter(|(_, b)| **b == b'@')
-        .any(|(at, _)| {
+        .filter(|(at, _)| {
+            let at = *at;
             let local = text[..at]
                 .iter()
                 .rev()
@@ -137,6 +160,7 @@ fn has_email(text: &[u8]) -> bool {
             let domain = text[at + 1..at + 1 + domain_len].trim_ascii_end_dots();
             local > 0 && valid_domain(domain)
         })
+        .count() as u64
 }
 
 trait TrimDots {
@@ -165,20 +189,20 @@ fn valid_domain(domain: &[u8]) -> bool {
 /// Finds runs of 12 to 19 digits, optionally grouped by single spaces or dashes, that stand
 /// alone (no digit right before or after), start as a known card issuer's numbers do with a
 /// length that issuer uses, and pass the Luhn check.
-fn has_card_number(text: &[u8]) -> bool {
-    let mut i = 0;
-    while i < text.len() {
+fn count_card_numbers(text: &[u8], limit: usize) -> u64 {
+    let (mut i, mut found) = (0, 0);
+    while i < limit {
         if !text[i].is_ascii_digit() || (i > 0 && text[i - 1].is_ascii_digit()) {
             i += 1;
             continue;
         }
         let (digits, end) = digit_run(&text[i..]);
         if card_issuer_valid(&digits) && luhn_valid(&digits) {
-            return true;
+            found += 1;
         }
         i += end.max(1);
     }
-    false
+    found
 }
 
 /// Collects digits from the start of `text`, allowing one separator between digits.
@@ -241,13 +265,16 @@ pub fn card_issuer_valid(digits: &[u8]) -> bool {
 /// Finds an IBAN: a country code, two check digits and the country's account number, all
 /// together or in groups of four separated by single spaces, that has the length that
 /// country uses and passes the mod-97 check.
-fn has_iban(text: &[u8]) -> bool {
-    (0..text.len().saturating_sub(14)).any(|i| {
-        let starts = text[i].is_ascii_uppercase()
-            && text[i + 1].is_ascii_uppercase()
-            && (i == 0 || !text[i - 1].is_ascii_alphanumeric());
-        starts && iban_at(&text[i..])
-    })
+fn count_ibans(text: &[u8], limit: usize) -> u64 {
+    let last = limit.min(text.len().saturating_sub(14));
+    (0..last)
+        .filter(|&i| {
+            let starts = text[i].is_ascii_uppercase()
+                && text[i + 1].is_ascii_uppercase()
+                && (i == 0 || !text[i - 1].is_ascii_alphanumeric());
+            starts && iban_at(&text[i..])
+        })
+        .count() as u64
 }
 
 fn iban_at(text: &[u8]) -> bool {
@@ -378,24 +405,30 @@ fn iban_length(country: &[u8]) -> Option<usize> {
 /// Finds a US Social Security number written AAA-GG-SSSS, standing alone, in a range the
 /// SSA issues: area not 000, 666 or 900-999, group not 00, serial not 0000. Nine bare
 /// digits are left alone: too many other numbers look like them.
-fn has_us_ssn(text: &[u8]) -> bool {
-    text.windows(11).enumerate().any(|(i, w)| {
-        let digits = |r: std::ops::Range<usize>| w[r].iter().all(u8::is_ascii_digit);
-        let shaped = digits(0..3) && w[3] == b'-' && digits(4..6) && w[6] == b'-' && digits(7..11);
-        let alone = (i == 0 || !text[i - 1].is_ascii_alphanumeric() && text[i - 1] != b'-')
-            && text
-                .get(i + 11)
-                .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'-');
-        if !(shaped && alone) {
-            return false;
-        }
-        let num = |r: std::ops::Range<usize>| {
-            w[r].iter()
-                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
-        };
-        let (area, group, serial) = (num(0..3), num(4..6), num(7..11));
-        area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
-    })
+fn count_us_ssns(text: &[u8], limit: usize) -> u64 {
+    text.windows(11)
+        .enumerate()
+        .take(limit)
+        .filter(|(i, w)| {
+            let (i, w) = (*i, *w);
+            let digits = |r: std::ops::Range<usize>| w[r].iter().all(u8::is_ascii_digit);
+            let shaped =
+                digits(0..3) && w[3] == b'-' && digits(4..6) && w[6] == b'-' && digits(7..11);
+            let alone = (i == 0 || !text[i - 1].is_ascii_alphanumeric() && text[i - 1] != b'-')
+                && text
+                    .get(i + 11)
+                    .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'-');
+            if !(shaped && alone) {
+                return false;
+            }
+            let num = |r: std::ops::Range<usize>| {
+                w[r].iter()
+                    .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
+            };
+            let (area, group, serial) = (num(0..3), num(4..6), num(7..11));
+            area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+        })
+        .count() as u64
 }
 
 pub fn luhn_valid(digits: &[u8]) -> bool {
@@ -425,11 +458,14 @@ mod tests {
     use super::*;
 
     fn classify(text: &str) -> Classification {
-        let c = Classifier::new(&[
-            "confidential".into(),
-            "password".into(),
-            "client data".into(),
-        ]);
+        let c = Classifier::new(
+            &[
+                "confidential".into(),
+                "password".into(),
+                "client data".into(),
+            ],
+            1,
+        );
         c.classify(text.as_bytes()).unwrap()
     }
 
@@ -455,8 +491,11 @@ mod tests {
 
     #[test]
     fn detectors_are_named_not_valued() {
-        let c = classify("bob@example.com 4111 1111 1111 1111");
-        assert_eq!(c.detectors, vec!["email", "payment-card"]);
+        let c = classify("bob@example.com 4111 1111 1111 1111, ann@example.org");
+        assert_eq!(
+            c.detectors,
+            BTreeMap::from([("email", 2), ("payment-card", 1)])
+        );
     }
 
     #[test]
@@ -464,7 +503,7 @@ mod tests {
         for keyword_at in [CHUNK - 5, CHUNK - 1, CHUNK, 2 * CHUNK - 3] {
             let mut data = vec![b'x'; 3 * CHUNK];
             data[keyword_at..keyword_at + 12].copy_from_slice(b"Confidential");
-            let c = Classifier::new(&["confidential".into()]);
+            let c = Classifier::new(&["confidential".into()], 1);
             assert_eq!(
                 c.classify(&data[..]).unwrap().class,
                 Class::Sensitive,
@@ -474,7 +513,7 @@ mod tests {
         let mut data = vec![b' '; 2 * CHUNK];
         let card = b"4111 1111 1111 1111";
         data[CHUNK - 7..CHUNK - 7 + card.len()].copy_from_slice(card);
-        let c = Classifier::new(&[]);
+        let c = Classifier::new(&[], 1);
         assert_eq!(c.classify(&data[..]).unwrap().class, Class::Personal);
     }
 
@@ -511,8 +550,26 @@ mod tests {
         }
         assert_eq!(
             classify("GB82 WEST 1234 5698 7654 32, 123-45-6789").detectors,
-            vec!["iban", "us-ssn"]
+            BTreeMap::from([("iban", 1), ("us-ssn", 1)])
         );
+    }
+
+    #[test]
+    fn matches_are_counted_once_across_reads_and_weighed_against_the_threshold() {
+        // Addresses every 100 bytes over several reads, some straddling a read boundary.
+        let mut data = Vec::new();
+        while data.len() < 3 * CHUNK {
+            data.extend_from_slice(b"mail ann@example.org ");
+            data.resize(data.len() + 79, b' ');
+        }
+        let emails = data.windows(4).filter(|w| w == b"ann@").count() as u64;
+        let c = Classifier::new(&[], 1).classify(&data[..]).unwrap();
+        assert_eq!(c.detectors, BTreeMap::from([("email", emails)]));
+        let one = b"only bob@example.com here";
+        let strict = Classifier::new(&[], 2);
+        assert_eq!(strict.classify(&one[..]).unwrap().class, Class::General);
+        let two = b"bob@example.com and 4111 1111 1111 1111";
+        assert_eq!(strict.classify(&two[..]).unwrap().class, Class::Personal);
     }
 
     #[test]
