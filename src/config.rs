@@ -162,8 +162,10 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ClassifyConfig {
-    /// Matched case-insensitively anywhere in the file.
+    /// Whole words (ASCII case ignored) that make a file sensitive.
     pub sensitive_keywords: Vec<String>,
+    /// Whole words that each count as one personal-data match (e.g. "patient").
+    pub personal_keywords: Vec<String>,
     /// Personal-data matches (all detectors together) that make a file personal; raise it
     /// so that a single stray address or number does not.
     pub personal_threshold: u64,
@@ -323,6 +325,7 @@ impl Default for ClassifyConfig {
             sensitive_keywords: ["confidential", "password", "client data"]
                 .map(String::from)
                 .to_vec(),
+            personal_keywords: Vec::new(),
             personal_threshold: 1,
         }
     }

@@ -272,6 +272,7 @@ fn build_stages(
         state,
         classifier: Classifier::new(
             &cfg.classify.sensitive_keywords,
+            &cfg.classify.personal_keywords,
             cfg.classify.personal_threshold,
         ),
         gate1: Gate1 {

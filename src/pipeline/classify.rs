@@ -40,8 +40,10 @@ pub struct Classification {
 }
 
 pub struct Classifier {
-    /// All keywords in one automaton, matched ASCII-case-insensitively in a single pass.
+    /// Every keyword in one automaton, matched ASCII-case-insensitively in a single pass;
+    /// pattern ids from `personal_from` on are personal keywords, the rest sensitive.
     keywords: Option<AhoCorasick>,
+    personal_from: usize,
     overlap: usize,
     /// Personal-data matches (all detectors together) that make a file personal.
     threshold: u64,
@@ -61,13 +63,19 @@ const DETECTORS: &[(&str, Counter)] = &[
 const PERSONAL_WINDOW: usize = 256;
 
 impl Classifier {
-    pub fn new(keywords: &[String], threshold: u64) -> Self {
-        let keywords: Vec<&str> = keywords
-            .iter()
-            .map(|k| k.trim())
-            .filter(|k| !k.is_empty())
-            .collect();
-        let longest = keywords.iter().map(|k| k.len()).max().unwrap_or(0);
+    /// `sensitive` keywords make a file sensitive; each `personal` keyword counts as one
+    /// personal-data match. Both match whole words only, ignoring ASCII case.
+    pub fn new(sensitive: &[String], personal: &[String], threshold: u64) -> Self {
+        let clean = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect()
+        };
+        let (sensitive, personal) = (clean(sensitive), clean(personal));
+        let personal_from = sensitive.len();
+        let keywords: Vec<String> = sensitive.into_iter().chain(personal).collect();
+        let longest = keywords.iter().map(String::len).max().unwrap_or(0);
         let automaton = (!keywords.is_empty())
             .then(|| {
                 AhoCorasick::builder()
@@ -77,9 +85,52 @@ impl Classifier {
             .and_then(Result::ok);
         Self {
             keywords: automaton,
-            overlap: longest.max(PERSONAL_WINDOW),
+            personal_from,
+            // One byte more than the longest keyword, so a keyword that starts in the kept
+            // tail always ends inside the window that scans it.
+            overlap: (longest + 1).max(PERSONAL_WINDOW),
             threshold: threshold.max(1),
         }
+    }
+
+    /// Keywords standing as whole words in `window`: whether a sensitive one is there, and
+    /// how many personal ones start before `limit`. `before` is the byte that preceded the
+    /// window (none at the start of the file); `done` says nothing follows it.
+    fn keywords_in(
+        &self,
+        window: &[u8],
+        before: Option<u8>,
+        done: bool,
+        limit: usize,
+    ) -> (bool, u64) {
+        let Some(automaton) = &self.keywords else {
+            return (false, 0);
+        };
+        let mut personal = 0;
+        for m in automaton.find_overlapping_iter(window) {
+            let (start, end) = (m.start(), m.end());
+            let prev = if start == 0 {
+                before
+            } else {
+                Some(window[start - 1])
+            };
+            let opens = prev.is_none_or(|b| !is_word_byte(b));
+            // A keyword at the very end is judged once the next byte is read.
+            let closes = match window.get(end) {
+                Some(b) => !is_word_byte(*b),
+                None => done,
+            };
+            if !(opens && closes) {
+                continue;
+            }
+            if m.pattern().as_usize() < self.personal_from {
+                return (true, 0);
+            }
+            if start < limit {
+                personal += 1;
+            }
+        }
+        (false, personal)
     }
 
     /// Reads `reader` once. Each pass scans the previous pass's tail plus a new chunk, and
@@ -89,6 +140,8 @@ impl Classifier {
         let mut window: Vec<u8> = Vec::with_capacity(CHUNK + self.overlap);
         let mut buf = vec![0u8; CHUNK];
         let mut counts = [0u64; DETECTORS.len()];
+        let mut personal_keywords = 0;
+        let mut before = None;
         loop {
             let n = match reader.read(&mut buf) {
                 Ok(n) => n,
@@ -96,20 +149,25 @@ impl Classifier {
                 Err(e) => return Err(e),
             };
             window.extend_from_slice(&buf[..n]);
-            if self.keywords.as_ref().is_some_and(|k| k.is_match(&window)) {
-                return Ok(Classification {
-                    class: Class::Sensitive,
-                    detectors: BTreeMap::from([("keyword", 1)]),
-                });
-            }
             let done = n == 0;
             let limit = if done {
                 window.len()
             } else {
                 window.len().saturating_sub(self.overlap)
             };
+            let (sensitive, personal) = self.keywords_in(&window, before, done, limit);
+            if sensitive {
+                return Ok(Classification {
+                    class: Class::Sensitive,
+                    detectors: BTreeMap::from([("sensitive-keyword", 1)]),
+                });
+            }
+            personal_keywords += personal;
             for (count, (_, counter)) in counts.iter_mut().zip(DETECTORS) {
                 *count += counter(&window, limit);
+            }
+            if limit > 0 {
+                before = Some(window[limit - 1]);
             }
             window.drain(..limit);
             if done {
@@ -118,9 +176,10 @@ impl Classifier {
         }
         let detectors: BTreeMap<&'static str, u64> = DETECTORS
             .iter()
+            .map(|(name, _)| *name)
             .zip(counts)
+            .chain([("personal-keyword", personal_keywords)])
             .filter(|(_, n)| *n > 0)
-            .map(|((name, _), n)| (*name, n))
             .collect();
         let class = if detectors.values().sum::<u64>() >= self.threshold {
             Class::Personal
@@ -129,6 +188,11 @@ impl Classifier {
         };
         Ok(Classification { class, detectors })
     }
+}
+
+/// Letters, digits and `_` make up words; a keyword must not touch one on either side.
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 fn is_local_char(b: u8) -> bool {
@@ -464,6 +528,7 @@ mod tests {
                 "password".into(),
                 "client data".into(),
             ],
+            &["patient".into()],
             1,
         );
         c.classify(text.as_bytes()).unwrap()
@@ -501,9 +566,9 @@ mod tests {
     #[test]
     fn matches_across_chunk_boundaries() {
         for keyword_at in [CHUNK - 5, CHUNK - 1, CHUNK, 2 * CHUNK - 3] {
-            let mut data = vec![b'x'; 3 * CHUNK];
+            let mut data = vec![b' '; 3 * CHUNK];
             data[keyword_at..keyword_at + 12].copy_from_slice(b"Confidential");
-            let c = Classifier::new(&["confidential".into()], 1);
+            let c = Classifier::new(&["confidential".into()], &[], 1);
             assert_eq!(
                 c.classify(&data[..]).unwrap().class,
                 Class::Sensitive,
@@ -513,7 +578,7 @@ mod tests {
         let mut data = vec![b' '; 2 * CHUNK];
         let card = b"4111 1111 1111 1111";
         data[CHUNK - 7..CHUNK - 7 + card.len()].copy_from_slice(card);
-        let c = Classifier::new(&[], 1);
+        let c = Classifier::new(&[], &[], 1);
         assert_eq!(c.classify(&data[..]).unwrap().class, Class::Personal);
     }
 
@@ -563,13 +628,70 @@ mod tests {
             data.resize(data.len() + 79, b' ');
         }
         let emails = data.windows(4).filter(|w| w == b"ann@").count() as u64;
-        let c = Classifier::new(&[], 1).classify(&data[..]).unwrap();
+        let c = Classifier::new(&[], &[], 1).classify(&data[..]).unwrap();
         assert_eq!(c.detectors, BTreeMap::from([("email", emails)]));
         let one = b"only bob@example.com here";
-        let strict = Classifier::new(&[], 2);
+        let strict = Classifier::new(&[], &[], 2);
         assert_eq!(strict.classify(&one[..]).unwrap().class, Class::General);
         let two = b"bob@example.com and 4111 1111 1111 1111";
         assert_eq!(strict.classify(&two[..]).unwrap().class, Class::Personal);
+    }
+
+    #[test]
+    fn keywords_match_whole_words_only_wherever_the_reads_split_them() {
+        let cases = [
+            ("Password: hunter2", Class::Sensitive),
+            ("(confidential)", Class::Sensitive),
+            ("«confidential»", Class::Sensitive),
+            ("client  data", Class::General),
+            ("passwords_list and passwordless login", Class::General),
+            ("nonconfidential notes", Class::General),
+            ("the patient was seen", Class::Personal),
+            ("outpatients only", Class::General),
+        ];
+        for (text, want) in cases {
+            assert_eq!(classify(text).class, want, "{text:?}");
+        }
+        assert_eq!(
+            classify("patient one, patient two").detectors,
+            BTreeMap::from([("personal-keyword", 2)])
+        );
+        // A word glued to the keyword across a read boundary, on either side.
+        let c = Classifier::new(&["password".into()], &[], 1);
+        let tail = CHUNK - PERSONAL_WINDOW;
+        for (at, glue) in [
+            (CHUNK - 8, b'x'),
+            (CHUNK - 4, b'x'),
+            (CHUNK - 1, b'_'),
+            (tail, b'7'),
+        ] {
+            for before in [true, false] {
+                let mut data = vec![b' '; 2 * CHUNK + 300];
+                data[at..at + 8].copy_from_slice(b"PASSWORD");
+                if before {
+                    data[at - 1] = glue;
+                } else {
+                    data[at + 8] = glue;
+                }
+                assert_eq!(c.classify(&data[..]).unwrap().class, Class::General, "{at}");
+            }
+        }
+        // A personal keyword starting exactly where a read's kept tail begins counts once.
+        let p = Classifier::new(&[], &["patient".into()], 1);
+        for at in [
+            CHUNK - PERSONAL_WINDOW - 1,
+            CHUNK - PERSONAL_WINDOW,
+            CHUNK - 3,
+        ] {
+            let mut data = vec![b' '; 3 * CHUNK];
+            data[at..at + 7].copy_from_slice(b"patient");
+            let c = p.classify(&data[..]).unwrap();
+            assert_eq!(
+                c.detectors,
+                BTreeMap::from([("personal-keyword", 1)]),
+                "{at}"
+            );
+        }
     }
 
     #[test]
