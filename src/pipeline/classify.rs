@@ -57,6 +57,8 @@ const DETECTORS: &[(&str, Counter)] = &[
     ("payment-card", count_card_numbers),
     ("iban", count_ibans),
     ("us-ssn", count_us_ssns),
+    ("phone", count_phone_numbers),
+    ("date-of-birth", count_dates_of_birth),
 ];
 
 /// Longest span a personal-data match can take: a 254-byte e-mail address.
@@ -495,6 +497,151 @@ fn count_us_ssns(text: &[u8], limit: usize) -> u64 {
         .count() as u64
 }
 
+/// Finds phone numbers: international ones (`+` and 8 to 15 digits, the first not 0, in
+/// groups split by single spaces, dashes, dots or a parenthesised group) and North American
+/// ones written `(212) 555-0123` or `212-555-0123` (area and exchange not starting with 0
+/// or 1). Bare digit runs, dates and version strings do not qualify.
+fn count_phone_numbers(text: &[u8], limit: usize) -> u64 {
+    let mut found = 0;
+    let mut i = 0;
+    while i < limit {
+        let alone = i == 0 || !(text[i - 1].is_ascii_alphanumeric() || text[i - 1] == b'+');
+        let len = if !alone {
+            None
+        } else if text[i] == b'+' {
+            international_phone(&text[i + 1..]).map(|n| n + 1)
+        } else if text[i] == b'(' || text[i].is_ascii_digit() {
+            north_american_phone(&text[i..])
+        } else {
+            None
+        };
+        match len {
+            Some(n) => {
+                found += 1;
+                i += n;
+            }
+            None => i += 1,
+        }
+    }
+    found
+}
+
+/// The length of an international number after its `+`, if one starts `text`.
+fn international_phone(text: &[u8]) -> Option<usize> {
+    let (mut digits, mut i) = (0, 0);
+    let mut open = false;
+    while i < text.len() {
+        let b = text[i];
+        let next_digit = text.get(i + 1).is_some_and(u8::is_ascii_digit);
+        match b {
+            b'0'..=b'9' => digits += 1,
+            b' ' | b'-' | b'.' if digits > 0 && next_digit => {}
+            b'(' if !open && digits > 0 && next_digit => open = true,
+            b')' if open => open = false,
+            _ => break,
+        }
+        i += 1;
+    }
+    let ends = text.get(i).is_none_or(|b| !b.is_ascii_alphanumeric());
+    (text.first() != Some(&b'0') && (8..=15).contains(&digits) && !open && ends).then_some(i)
+}
+
+/// The length of a North American number, `(NXX) NXX-XXXX` or `NXX-NXX-XXXX`, if one starts
+/// `text`.
+fn north_american_phone(text: &[u8]) -> Option<usize> {
+    let shape: &[u8] = if text.first() == Some(&b'(') {
+        if text.get(5) == Some(&b' ') {
+            b"(ddd) ddd-dddd"
+        } else {
+            b"(ddd)ddd-dddd"
+        }
+    } else {
+        b"ddd-ddd-dddd"
+    };
+    let fits = text.len() >= shape.len()
+        && shape.iter().zip(text).all(|(s, b)| match s {
+            b'd' => b.is_ascii_digit(),
+            _ => s == b,
+        });
+    let ends = text
+        .get(shape.len())
+        .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'-');
+    let digits: Vec<u8> = text[..shape.len().min(text.len())]
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .copied()
+        .collect();
+    (fits && ends && digits[0] >= b'2' && digits[3] >= b'2').then_some(shape.len())
+}
+
+/// Labels that introduce a date of birth, lowercase.
+const BIRTH_LABELS: &[&[u8]] = &[
+    b"date of birth",
+    b"birth date",
+    b"birthdate",
+    b"d.o.b",
+    b"dob",
+    b"born",
+    b"geburtsdatum",
+    b"date de naissance",
+    b"fecha de nacimiento",
+];
+
+/// Finds a date of birth: a label (above, as a whole word) followed within 20 bytes by a
+/// real calendar date written YYYY-MM-DD, DD/MM/YYYY, MM/DD/YYYY or DD.MM.YYYY, with a
+/// year from 1900 to 2099.
+fn count_dates_of_birth(text: &[u8], limit: usize) -> u64 {
+    (0..limit)
+        .filter(|&i| {
+            // Every label starts with one of these; most bytes stop here.
+            matches!(text[i] | 0x20, b'd' | b'b' | b'g' | b'f')
+                && (i == 0 || !is_word_byte(text[i - 1]))
+                && BIRTH_LABELS.iter().any(|label| {
+                    let end = i + label.len();
+                    text.len() >= end
+                        && text[i..end].eq_ignore_ascii_case(label)
+                        && text.get(end).is_none_or(|b| !is_word_byte(*b))
+                        && (end..(end + 20).min(text.len()))
+                            .any(|j| !text[j - 1].is_ascii_digit() && date_at(&text[j..]))
+                })
+        })
+        .count() as u64
+}
+
+/// Whether `text` starts with a valid date in one of the accepted layouts.
+fn date_at(text: &[u8]) -> bool {
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = text.get(r)?;
+        part.iter().all(u8::is_ascii_digit).then(|| {
+            part.iter()
+                .fold(0, |acc, &d| acc * 10 + u32::from(d - b'0'))
+        })
+    };
+    let sep = |i: usize, set: &[u8]| text.get(i).is_some_and(|b| set.contains(b));
+    let ends = |n: usize| text.get(n).is_none_or(|b| !b.is_ascii_digit());
+    let valid = |y: u32, m: u32, d: u32| {
+        let days = match m {
+            2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            1..=12 => 31,
+            _ => 0,
+        };
+        (1900..=2099).contains(&y) && (1..=days).contains(&d)
+    };
+    if sep(4, b"-") && sep(7, b"-") && ends(10) {
+        if let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) {
+            return valid(y, m, d);
+        }
+    }
+    if sep(2, b"/.") && text.get(5) == text.get(2) && ends(10) {
+        if let (Some(a), Some(b), Some(y)) = (num(0..2), num(3..5), num(6..10)) {
+            return valid(y, b, a) || (text[2] == b'/' && valid(y, a, b));
+        }
+    }
+    false
+}
+
 pub fn luhn_valid(digits: &[u8]) -> bool {
     let sum: u32 = digits
         .iter()
@@ -691,6 +838,33 @@ mod tests {
                 BTreeMap::from([("personal-keyword", 1)]),
                 "{at}"
             );
+        }
+    }
+
+    #[test]
+    fn phone_numbers_and_dates_of_birth_need_their_shape() {
+        let cases = [
+            ("call +44 20 7946 0018 today", Class::Personal),
+            ("call +1 (212) 555-0123", Class::Personal),
+            ("tel +49-30-123456", Class::Personal),
+            ("office (212) 555-0123", Class::Personal),
+            ("office 212-555-0123.", Class::Personal),
+            ("sum +1234567", Class::General),
+            ("build 1.2.3.4567 released", Class::General),
+            ("id 112-555-0123", Class::General),
+            ("order 212-555-01234", Class::General),
+            ("2026-12-05 10:00 started", Class::General),
+            ("Date of birth: 1984-02-29", Class::Personal),
+            ("DOB 31/12/1990", Class::Personal),
+            ("born on 12/31/1990 in Leeds", Class::Personal),
+            ("Geburtsdatum 03.04.1975", Class::Personal),
+            ("date of birth: 1985-02-29", Class::General),
+            ("DOB 32/01/1990", Class::General),
+            ("reborn 12/05/1990", Class::General),
+            ("released 1990-05-12", Class::General),
+        ];
+        for (text, want) in cases {
+            assert_eq!(classify(text).class, want, "{text:?}");
         }
     }
 
