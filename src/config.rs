@@ -179,6 +179,9 @@ pub struct PolicyConfig {
     pub blacklist: Vec<String>,
     /// File name extensions (without the dot) that may be backed up; empty allows all.
     pub allowed_extensions: Vec<String>,
+    /// Refuse a file whose first bytes contradict its extension: an executable named
+    /// `.txt`, a `.pdf` that is no PDF.
+    pub reject_type_mismatch: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -337,6 +340,7 @@ impl Default for PolicyConfig {
             max_file_size: ByteSize(5 << 30),
             blacklist: Vec::new(),
             allowed_extensions: Vec::new(),
+            reject_type_mismatch: true,
         }
     }
 }

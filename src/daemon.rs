@@ -279,6 +279,7 @@ fn build_stages(
             max_file_size: cfg.policy.max_file_size.0,
             blacklist,
             allowed_extensions: cfg.policy.allowed_extensions.clone(),
+            reject_type_mismatch: cfg.policy.reject_type_mismatch,
         },
         scanner: Scanner::new(settings.clamd.clone(), cfg.scan.max_stream_size.0),
         quarantine,

@@ -550,3 +550,21 @@ fn passphrase_can_come_from_a_command() {
     let logs = stack.log_file() + &stack.stderr() + &stack.metrics();
     assert!(!logs.contains("from a command"), "{logs}");
 }
+
+#[test]
+fn an_executable_renamed_to_txt_is_rejected_by_gate_1_as_a_type_mismatch() {
+    let stack = Stack::start();
+    let elf = std::fs::read("/bin/true").expect("an ELF executable to rename");
+    stack.put_file("notes.txt", &elf);
+    stack.put_file("true", &elf);
+    let renamed = stack.wait_audit("notes.txt");
+    assert_eq!(renamed["outcome"], "rejected", "{renamed}");
+    let reason = renamed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("type mismatch") && reason.contains("ELF executable"),
+        "{renamed}"
+    );
+    // The same bytes under a name that does not pretend otherwise are backed up.
+    let plain = stack.wait_audit("true");
+    assert_eq!(plain["outcome"], "uploaded", "{plain}");
+}

@@ -184,6 +184,21 @@ impl From<(Outcome, String)> for Stop {
     }
 }
 
+/// Reads up to `buf.len()` bytes from the start of `file` without moving its offset.
+fn read_head(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 fn failed(stage: &str, e: impl std::fmt::Display) -> Stop {
     Stop::Outcome(Outcome::Failed, format!("{stage}: {e}"))
 }
@@ -557,10 +572,14 @@ impl Worker {
         ctx.record.size = Some(reading.size);
         ctx.record.mtime = Some(stat.mtime_ns.div_euclid(1_000_000_000));
 
-        // Gate 1 (blacklist, size, type) needs only the name and the size, so it runs before
-        // anything is read: a 10 GiB file over the limit costs no hashing.
-        self.timed("gate1", &job, || s.gate1.check(&job.path, reading.size))
-            .map_err(|reason| Stop::Outcome(Outcome::Rejected, reason))?;
+        // Gate 1 (blacklist, size, type) needs only the name, the size and the first bytes,
+        // so it runs before the file is read: a 10 GiB file over the limit costs no hashing.
+        let mut head = [0u8; gate1::HEAD];
+        let head_len = read_head(&file, &mut head).map_err(|e| failed("gate1", e))?;
+        self.timed("gate1", &job, || {
+            s.gate1.check(&job.path, reading.size, &head[..head_len])
+        })
+        .map_err(|reason| Stop::Outcome(Outcome::Rejected, reason))?;
         tracing::info!(job = job.id, stage = "gate1", "passed gate 1");
 
         // 1. dedup: hash, and stop here if this content is already stored.
