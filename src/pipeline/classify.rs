@@ -681,6 +681,12 @@ mod tests {
         c.classify(text.as_bytes()).unwrap()
     }
 
+    fn expect_classes(cases: &[(&str, Class)]) {
+        for (text, want) in cases {
+            assert_eq!(classify(text).class, *want, "{text:?}");
+        }
+    }
+
     #[test]
     fn classes() {
         let cases = [
@@ -696,9 +702,7 @@ mod tests {
             ("user@@example", Class::General),
             ("password: hunter2, mail bob@example.com", Class::Sensitive),
         ];
-        for (text, want) in cases {
-            assert_eq!(classify(text).class, want, "{text:?}");
-        }
+        expect_classes(&cases);
     }
 
     #[test]
@@ -757,9 +761,7 @@ mod tests {
             ("phone 555-123-45-6789-1", Class::General),
             ("part 123456789", Class::General),
         ];
-        for (text, want) in cases {
-            assert_eq!(classify(text).class, want, "{text:?}");
-        }
+        expect_classes(&cases);
         assert_eq!(
             classify("GB82 WEST 1234 5698 7654 32, 123-45-6789").detectors,
             BTreeMap::from([("iban", 1), ("us-ssn", 1)])
@@ -796,9 +798,7 @@ mod tests {
             ("the patient was seen", Class::Personal),
             ("outpatients only", Class::General),
         ];
-        for (text, want) in cases {
-            assert_eq!(classify(text).class, want, "{text:?}");
-        }
+        expect_classes(&cases);
         assert_eq!(
             classify("patient one, patient two").detectors,
             BTreeMap::from([("personal-keyword", 2)])
@@ -863,9 +863,7 @@ mod tests {
             ("reborn 12/05/1990", Class::General),
             ("released 1990-05-12", Class::General),
         ];
-        for (text, want) in cases {
-            assert_eq!(classify(text).class, want, "{text:?}");
-        }
+        expect_classes(&cases);
     }
 
     #[test]
