@@ -154,28 +154,19 @@ fn check_config_refuses_the_credentials_file_the_mount_would_refuse() {
         "[default]\naws_access_key_id = a\naws_secret_access_key = b\n",
     )
     .unwrap();
-    let s3 = |extra: &str| {
-        let text = std::fs::read_to_string(&config).unwrap();
-        let text = text.replace(
-            "kind = \"dir\"\npath = \"out\"\nallowed = [",
-            &format!("kind = \"s3\"\nbucket = \"b\"\n{extra}\nallowed = [\"s3://b\", "),
-        );
-        std::fs::write(&config, text).unwrap();
-    };
-    s3(&format!("credentials-file = \"{}\"", keys.display()));
+    let dir_destination = std::fs::read_to_string(&config).unwrap();
     for (mode, profile, wanted) in [
         (0o644, "default", "chmod 600"),
         (0o600, "prod", "no [prod] section"),
     ] {
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(mode)).unwrap();
-        let text = std::fs::read_to_string(&config).unwrap();
-        let text = match text.find("profile = ") {
-            Some(_) => text.replace("profile = \"default\"", &format!("profile = \"{profile}\"")),
-            None => text.replace(
-                "credentials-file",
-                &format!("profile = \"{profile}\"\ncredentials-file"),
-            ),
-        };
+        let s3 = format!(
+            "kind = \"s3\"\nbucket = \"b\"\ncredentials-file = \"{}\"\nprofile = \"{profile}\"\n\
+             allowed = [\"s3://b\", ",
+            keys.display()
+        );
+        let text = dir_destination.replace("kind = \"dir\"\npath = \"out\"\nallowed = [", &s3);
+        assert_ne!(text, dir_destination);
         std::fs::write(&config, text).unwrap();
         let (ok, text) = backupfs(&["check-config", "--config", &config]);
         assert!(

@@ -144,6 +144,10 @@ impl Gate1 {
     /// `Err` carries the reason the file is refused, for the log and the audit record.
     /// `head` is the file's first bytes (up to [`HEAD`]).
     pub fn check(&self, path: &Path, size: u64, head: &[u8]) -> Result<(), String> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
         if self.blacklist.is_blocked(path) {
             return Err("path is blacklisted".into());
         }
@@ -153,26 +157,17 @@ impl Gate1 {
                 self.max_file_size
             ));
         }
-        if !self.allowed_extensions.is_empty() {
-            let ext = path
-                .extension()
-                .map(|e| e.to_string_lossy().to_lowercase())
-                .unwrap_or_default();
-            if !self
+        if !self.allowed_extensions.is_empty()
+            && !self
                 .allowed_extensions
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(&ext))
-            {
-                return Err(format!(
-                    "file type `.{ext}` is not in policy.allowed-extensions"
-                ));
-            }
+        {
+            return Err(format!(
+                "file type `.{ext}` is not in policy.allowed-extensions"
+            ));
         }
         if self.reject_type_mismatch && size > 0 {
-            let ext = path
-                .extension()
-                .map(|e| e.to_string_lossy().to_lowercase())
-                .unwrap_or_default();
             if let Some(reason) = type_mismatch(&ext, head) {
                 return Err(format!("{reason} (policy.reject-type-mismatch)"));
             }
