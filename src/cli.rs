@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+mod classify;
 mod mount_helper;
 mod repo;
 
@@ -65,6 +66,22 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Classify files as the pipeline would, without backing them up: one JSON object per
+    /// file with its class, the detectors that fired (counts, never values), the format it
+    /// was read as, and why it was only partially classified, if it was.
+    Classify {
+        /// Take `[classify]` from this config; without it the built-in defaults apply.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Instead of classify.max-bytes (e.g. 64MiB).
+        #[arg(long, value_name = "SIZE")]
+        max_bytes: Option<crate::config::ByteSize>,
+        /// Instead of classify.max-time (e.g. 20s).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        max_time: Option<std::time::Duration>,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
     },
     /// Show the queue, failed jobs with their errors, whether clamd and the destination
     /// answer, and the last backup (works while the mount runs).
@@ -254,6 +271,12 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Classify {
+            config,
+            max_bytes,
+            max_time,
+            paths,
+        } => classify::run(config.as_deref(), max_bytes, max_time, &paths),
         Command::Status { config, json } => status(&config, json),
         Command::Queue { action } => queue(action),
         Command::Hashes { action } => hashes(action),

@@ -169,6 +169,17 @@ pub struct ClassifyConfig {
     /// Personal-data matches (all detectors together) that make a file personal; raise it
     /// so that a single stray address or number does not.
     pub personal_threshold: u64,
+    /// Text examined per file at most, after decompression and decoding (documents,
+    /// gzip, UTF-16). A file with more is marked partially classified.
+    pub max_bytes: ByteSize,
+    /// Time spent classifying one file at most; a file that takes longer is marked
+    /// partially classified.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_time: std::time::Duration,
+    /// The class of a partially classified file in which the part read found nothing:
+    /// it is not known to be general.
+    #[serde(deserialize_with = "class_name")]
+    pub partial_class: crate::pipeline::classify::Class,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -322,6 +333,22 @@ impl Default for PipelineConfig {
     }
 }
 
+/// `sensitive`, `personal` or `general`.
+fn class_name<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<crate::pipeline::classify::Class, D::Error> {
+    use crate::pipeline::classify::Class;
+    let name = String::deserialize(d)?;
+    [Class::Sensitive, Class::Personal, Class::General]
+        .into_iter()
+        .find(|c| c.as_str() == name)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown class {name:?}: expected sensitive, personal or general"
+            ))
+        })
+}
+
 impl Default for ClassifyConfig {
     fn default() -> Self {
         Self {
@@ -330,6 +357,9 @@ impl Default for ClassifyConfig {
                 .to_vec(),
             personal_keywords: Vec::new(),
             personal_threshold: 1,
+            max_bytes: ByteSize(1 << 30),
+            max_time: std::time::Duration::from_secs(60),
+            partial_class: crate::pipeline::classify::Class::Personal,
         }
     }
 }
@@ -616,6 +646,12 @@ impl Config {
         let base = std::path::absolute(&base).unwrap_or(base);
         self.resolve_paths(&base);
 
+        if self.classify.max_bytes.0 == 0 {
+            return Err(invalid("classify.max-bytes", "must be more than 0".into()));
+        }
+        if self.classify.max_time.is_zero() {
+            return Err(invalid("classify.max-time", "must be more than 0s".into()));
+        }
         if self.classify.personal_threshold == 0 {
             return Err(invalid(
                 "classify.personal-threshold",

@@ -270,11 +270,8 @@ fn build_stages(
         source,
         spool,
         state,
-        classifier: Classifier::new(
-            &cfg.classify.sensitive_keywords,
-            &cfg.classify.personal_keywords,
-            cfg.classify.personal_threshold,
-        ),
+        classifier: classifier(&cfg.classify),
+        extract: crate::pipeline::extract::Limits::from(&cfg.classify),
         gate1: Gate1 {
             max_file_size: cfg.policy.max_file_size.0,
             blacklist,
@@ -491,4 +488,13 @@ async fn wait_for_stop(session: &fuser::BackgroundSession) -> bool {
             _ = tick.tick() => if session.guard.is_finished() { return true; },
         }
     }
+}
+
+/// The classifier `[classify]` describes.
+pub fn classifier(cfg: &crate::config::ClassifyConfig) -> Classifier {
+    Classifier::new(
+        &cfg.sensitive_keywords,
+        &cfg.personal_keywords,
+        cfg.personal_threshold,
+    )
 }

@@ -74,6 +74,7 @@ pub struct Metrics {
     pub requeued: IntCounter,
     pub catchup_running: IntGauge,
     pub catchup_files: IntCounterVec,
+    pub classify_partial: IntCounter,
 }
 
 impl Metrics {
@@ -150,6 +151,11 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let classify_partial = IntCounter::new(
+            "backupfs_classify_partial_total",
+            "Files classified from part of their text only: a cap was hit or a part could not be read.",
+        )?;
+        registry.register(Box::new(classify_partial.clone()))?;
         registry.register(Box::new(failed_jobs.clone()))?;
         registry.register(Box::new(requeued.clone()))?;
         registry.register(Box::new(catchup_running.clone()))?;
@@ -202,6 +208,7 @@ impl Metrics {
             requeued,
             catchup_running,
             catchup_files,
+            classify_partial,
         }))
     }
 

@@ -32,6 +32,12 @@ pub struct AuditRecord {
     /// Detector name to matches; never the matched values.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub detectors: std::collections::BTreeMap<&'static str, u64>,
+    /// What classification read the file as: text, utf16, docx, pdf, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'static str>,
+    /// Why only part of the file could be classified (a cap hit, an encrypted part).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,6 +62,8 @@ impl AuditRecord {
             mtime: None,
             classification: None,
             detectors: Default::default(),
+            format: None,
+            partial: None,
             object: None,
             destination: None,
             reason: None,

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod catchup;
 pub mod classify;
 pub mod dedup;
+pub mod extract;
 pub mod gate1;
 pub mod gate2;
 pub mod quarantine;
@@ -68,6 +69,8 @@ pub struct Stages {
     pub spool: PathBuf,
     pub state: Arc<State>,
     pub classifier: Classifier,
+    /// How much of each file classification reads.
+    pub extract: extract::Limits,
     pub gate1: Gate1,
     pub scanner: Scanner,
     pub quarantine: Quarantine,
@@ -610,13 +613,21 @@ impl Worker {
         }
 
         // 2. classify.
-        file.rewind().map_err(|e| failed("classify", e))?;
-        let class = self
-            .timed("classify", &job, || s.classifier.classify(&file))
+        let examined = self
+            .timed("classify", &job, || {
+                extract::examine(&s.classifier, &file, &s.extract)
+            })
             .map_err(|e| failed("classify", e))?;
+        let class = &examined.classification;
         ctx.record.classification = Some(class.class.as_str().to_string());
         ctx.record.detectors = class.detectors.clone();
-        tracing::info!(job = job.id, stage = "classify", class = class.class.as_str(), detectors = ?class.detectors, "classified");
+        ctx.record.format = Some(examined.format.as_str());
+        ctx.record.partial = examined.partial.clone();
+        if let Some(reason) = &examined.partial {
+            s.metrics.classify_partial.inc();
+            tracing::warn!(job = job.id, stage = "classify", path = ?job.path, reason = %reason, class = class.class.as_str(), "partially classified");
+        }
+        tracing::info!(job = job.id, stage = "classify", class = class.class.as_str(), format = examined.format.as_str(), detectors = ?class.detectors, "classified");
 
         // Another host sharing the destination and passphrase may have stored this content
         // already, under the same keyed name.
