@@ -255,11 +255,19 @@ impl Content {
     }
 }
 
-/// What the dictionary before a stream says about it.
-enum StreamKind {
-    /// Page content or other text-bearing data, stored as is.
-    Plain,
+/// A filter a stream's data went through, undone here in the order listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filter {
     Flate,
+    Ascii85,
+    AsciiHex,
+}
+
+/// What the dictionary before a stream says about it.
+#[derive(Debug, PartialEq, Eq)]
+enum StreamKind {
+    /// Page content or other text-bearing data, through these filters (none: stored as is).
+    Text(Vec<Filter>),
     /// Images, fonts, cross-reference data, or a filter that cannot be undone here.
     Skip(Option<String>),
 }
@@ -275,6 +283,37 @@ fn has_name(dict: &[u8], name: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// The names given as `/Filter`: one name, or an array of them.
+fn filter_names(dict: &[u8]) -> Vec<&[u8]> {
+    let mut from = 0;
+    while let Some(at) = memchr::memmem::find(&dict[from..], b"/Filter") {
+        let rest = &dict[from + at + b"/Filter".len()..];
+        from += at + 1;
+        let rest = rest.trim_ascii_start();
+        let (list, single) = match rest.first() {
+            Some(b'[') => (
+                &rest[1..rest.iter().position(|b| *b == b']').unwrap_or(rest.len())],
+                false,
+            ),
+            Some(b'/') => (rest, true),
+            _ => continue,
+        };
+        let mut names = Vec::new();
+        for word in
+            list.split(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>' || *b == b'<')
+        {
+            if !word.is_empty() {
+                names.push(word);
+                if single {
+                    break;
+                }
+            }
+        }
+        return names;
+    }
+    Vec::new()
 }
 
 fn stream_kind(dict: &[u8]) -> StreamKind {
@@ -296,34 +335,21 @@ fn stream_kind(dict: &[u8]) -> StreamKind {
     if NOT_TEXT.iter().any(|n| has_name(dict, n)) {
         return StreamKind::Skip(None);
     }
-    if !has_name(dict, b"/Filter") {
-        return StreamKind::Plain;
+    let mut filters = Vec::new();
+    for name in filter_names(dict) {
+        filters.push(match name {
+            b"FlateDecode" | b"Fl" => Filter::Flate,
+            b"ASCII85Decode" | b"A85" => Filter::Ascii85,
+            b"ASCIIHexDecode" | b"AHx" => Filter::AsciiHex,
+            other => {
+                return StreamKind::Skip(Some(format!(
+                    "a PDF stream uses the {} filter, which is not read",
+                    String::from_utf8_lossy(other)
+                )))
+            }
+        });
     }
-    let flate = has_name(dict, b"/FlateDecode") || has_name(dict, b"/Fl");
-    const OTHER_FILTERS: &[&[u8]] = &[
-        b"/ASCII85Decode",
-        b"/ASCIIHexDecode",
-        b"/LZWDecode",
-        b"/RunLengthDecode",
-        b"/DCTDecode",
-        b"/JPXDecode",
-        b"/CCITTFaxDecode",
-        b"/JBIG2Decode",
-        b"/Crypt",
-        b"/A85",
-        b"/AHx",
-        b"/LZW",
-        b"/RL",
-    ];
-    let other = OTHER_FILTERS.iter().find(|n| has_name(dict, n));
-    match (flate, other) {
-        (true, None) => StreamKind::Flate,
-        (_, Some(name)) => StreamKind::Skip(Some(format!(
-            "a PDF stream uses the {} filter, which is not read",
-            String::from_utf8_lossy(&name[1..])
-        ))),
-        (false, None) => StreamKind::Skip(Some("a PDF stream has an unknown filter".into())),
-    }
+    StreamKind::Text(filters)
 }
 
 /// Raw bytes kept before a `stream` keyword to read its dictionary from.
@@ -418,37 +444,196 @@ fn read_stream<R: BufRead>(
     sink: &mut Sink,
 ) -> Result<(), Stopped> {
     let mut content = Content::new();
-    let mut out = Vec::with_capacity(1 << 16);
-    match kind {
-        StreamKind::Flate => {
-            let mut inflate = flate2::bufread::ZlibDecoder::new(&mut *reader);
-            let mut buf = vec![0u8; 1 << 15];
-            loop {
-                match inflate.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        content.feed(&buf[..n], &mut out);
-                        sink.write(&out)?;
-                        out.clear();
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        sink.partial(format!("a compressed PDF stream is corrupt: {e}"));
-                        drop(inflate);
-                        return skip_to_end(reader, None, sink);
-                    }
-                }
-            }
-            out.push(b'\n');
-            sink.write(&out)
+    let filters = match kind {
+        StreamKind::Text(filters) if filters.is_empty() => {
+            return skip_to_end(reader, Some(&mut content), sink)
         }
-        StreamKind::Plain => skip_to_end(reader, Some(&mut content), sink),
+        StreamKind::Text(filters) => filters,
         StreamKind::Skip(reason) => {
             if let Some(reason) = reason {
                 sink.partial(reason);
             }
+            return skip_to_end(reader, None, sink);
+        }
+    };
+    // Every filter read here marks its own end, so the first one stops at the end of the
+    // data and the body can be read on from there.
+    let mut decoded: Box<dyn Read + '_> = match filters[0] {
+        Filter::Flate => Box::new(flate2::bufread::ZlibDecoder::new(&mut *reader)),
+        Filter::Ascii85 => Box::new(Ascii85::new(&mut *reader)),
+        Filter::AsciiHex => Box::new(AsciiHex::new(&mut *reader)),
+    };
+    for filter in &filters[1..] {
+        let inner = io::BufReader::new(decoded);
+        decoded = match filter {
+            Filter::Flate => Box::new(flate2::bufread::ZlibDecoder::new(inner)),
+            Filter::Ascii85 => Box::new(Ascii85::new(inner)),
+            Filter::AsciiHex => Box::new(AsciiHex::new(inner)),
+        };
+    }
+    let mut buf = vec![0u8; 1 << 15];
+    let mut out = Vec::with_capacity(1 << 16);
+    let failed = loop {
+        match decoded.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => {
+                content.feed(&buf[..n], &mut out);
+                sink.write(&out)?;
+                out.clear();
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Some(e),
+        }
+    };
+    drop(decoded);
+    sink.write(b"\n")?;
+    match failed {
+        None => Ok(()),
+        Some(e) => {
+            sink.partial(format!("a compressed PDF stream is corrupt: {e}"));
             skip_to_end(reader, None, sink)
         }
+    }
+}
+
+/// ASCII85 (`/ASCII85Decode`): groups of five characters for four bytes, `z` for four zero
+/// bytes, ending at `~>`.
+struct Ascii85<R> {
+    inner: R,
+    group: [u8; 5],
+    filled: usize,
+    done: bool,
+}
+
+impl<R: BufRead> Ascii85<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            group: [0; 5],
+            filled: 0,
+            done: false,
+        }
+    }
+}
+
+/// The bytes of a group of `filled` ASCII85 digits, padded with `u` as the end of data is.
+fn ascii85_group(group: &[u8; 5], filled: &mut usize, out: &mut Vec<u8>) -> io::Result<()> {
+    if *filled == 0 {
+        return Ok(());
+    }
+    if *filled == 1 {
+        return Err(io::Error::other("ASCII85 data ends with a lone character"));
+    }
+    let mut value: u64 = 0;
+    for (i, digit) in group.iter().enumerate() {
+        let digit = if i < *filled { digit - b'!' } else { 84 };
+        value = value * 85 + u64::from(digit);
+    }
+    let value = u32::try_from(value).map_err(|_| io::Error::other("ASCII85 group out of range"))?;
+    out.extend_from_slice(&value.to_be_bytes()[..*filled - 1]);
+    *filled = 0;
+    Ok(())
+}
+
+impl<R: BufRead> Read for Ascii85<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut out = Vec::with_capacity(buf.len() + 4);
+        while !self.done && out.len() + 4 <= buf.len() {
+            let chunk = self.inner.fill_buf()?;
+            if chunk.is_empty() {
+                return Err(io::Error::other("ASCII85 data without its ~> end"));
+            }
+            let mut used = 0;
+            for &b in chunk {
+                used += 1;
+                match b {
+                    b'~' => {
+                        self.done = true;
+                        break;
+                    }
+                    b'z' if self.filled == 0 => out.extend_from_slice(&[0; 4]),
+                    b'!'..=b'u' => {
+                        self.group[self.filled] = b;
+                        self.filled += 1;
+                        if self.filled == 5 {
+                            ascii85_group(&self.group, &mut self.filled, &mut out)?;
+                        }
+                    }
+                    b if b.is_ascii_whitespace() || b == 0 => {}
+                    _ => return Err(io::Error::other("not ASCII85 data")),
+                }
+                if out.len() + 4 > buf.len() {
+                    break;
+                }
+            }
+            self.inner.consume(used);
+        }
+        if self.done {
+            ascii85_group(&self.group, &mut self.filled, &mut out)?;
+            // The `>` after `~`.
+            if let Ok([b'>', ..]) = self.inner.fill_buf() {
+                self.inner.consume(1);
+            }
+        }
+        buf[..out.len()].copy_from_slice(&out);
+        Ok(out.len())
+    }
+}
+
+/// ASCIIHex (`/ASCIIHexDecode`): two hex digits a byte, ending at `>`.
+struct AsciiHex<R> {
+    inner: R,
+    high: Option<u8>,
+    done: bool,
+}
+
+impl<R: BufRead> AsciiHex<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            high: None,
+            done: false,
+        }
+    }
+}
+
+impl<R: BufRead> Read for AsciiHex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while !self.done && n < buf.len() {
+            let chunk = self.inner.fill_buf()?;
+            if chunk.is_empty() {
+                return Err(io::Error::other("ASCIIHex data without its > end"));
+            }
+            let mut used = 0;
+            for &b in chunk {
+                if n == buf.len() {
+                    break;
+                }
+                used += 1;
+                if b == b'>' {
+                    if let Some(high) = self.high.take() {
+                        buf[n] = high << 4;
+                        n += 1;
+                    }
+                    self.done = true;
+                    break;
+                }
+                if let Some(v) = (b as char).to_digit(16) {
+                    match self.high.take() {
+                        Some(high) => {
+                            buf[n] = (high << 4) | v as u8;
+                            n += 1;
+                        }
+                        None => self.high = Some(v as u8),
+                    }
+                } else if !b.is_ascii_whitespace() {
+                    return Err(io::Error::other("not ASCIIHex data"));
+                }
+            }
+            self.inner.consume(used);
+        }
+        Ok(n)
     }
 }
 

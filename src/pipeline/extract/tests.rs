@@ -394,14 +394,14 @@ fn unreadable_pdf_text_is_partial() {
     assert!(e.partial.unwrap().contains("encrypted"));
     assert_eq!(e.classification.class, Class::Personal);
 
-    let a85 = pdf_of(&[
+    let rle = pdf_of(&[
         b"<< /Type /Catalog >>".to_vec(),
-        stream("/Filter /ASCII85Decode", b"9jqo^BlbD-BleB1DJ+*+F(f,q~>"),
+        stream("/Filter /RunLengthDecode", b"\x02abc\x80"),
     ]);
-    assert!(examine_bytes(&a85, &limits(1 << 30))
+    assert!(examine_bytes(&rle, &limits(1 << 30))
         .partial
         .unwrap()
-        .contains("ASCII85Decode"));
+        .contains("RunLengthDecode"));
 
     let corrupt = pdf_of(&[
         b"<< /Type /Catalog >>".to_vec(),
@@ -421,4 +421,63 @@ fn a_pdf_inflating_without_end_stops_at_the_cap() {
     assert!(pdf.len() < 1 << 20);
     let e = examine_bytes(&pdf, &limits(4 << 20));
     assert!(e.partial.unwrap().contains("classify.max-bytes"));
+}
+
+/// ASCII85 as PDF writers produce it, ending with `~>`.
+fn ascii85(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in data.chunks(4) {
+        let mut word = [0u8; 4];
+        word[..chunk.len()].copy_from_slice(chunk);
+        let mut value = u32::from_be_bytes(word);
+        if value == 0 && chunk.len() == 4 {
+            out.push(b'z');
+            continue;
+        }
+        let mut digits = [0u8; 5];
+        for d in digits.iter_mut().rev() {
+            *d = (value % 85) as u8 + b'!';
+            value /= 85;
+        }
+        out.extend_from_slice(&digits[..chunk.len() + 1]);
+        if out.len() % 76 < 5 {
+            out.push(b'\n');
+        }
+    }
+    out.extend_from_slice(b"~>");
+    out
+}
+
+#[test]
+fn pdf_filter_chains_are_undone_in_order() {
+    let content = b"BT (Card: 4111 1111 1111 1111) Tj ET\n\0\0\0\0 padding";
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(content).unwrap();
+    let deflated = z.finish().unwrap();
+    let hex: String = content.iter().map(|b| format!("{b:02x} ")).collect();
+    for (dict, data) in [
+        ("/Filter [/ASCII85Decode /FlateDecode]", ascii85(&deflated)),
+        ("/Filter [ /A85 /Fl ]", ascii85(&deflated)),
+        ("/Filter /ASCII85Decode", ascii85(content)),
+        ("/Filter/ASCIIHexDecode", format!("{hex}>").into_bytes()),
+    ] {
+        let pdf = pdf_of(&[
+            b"<< /Type /Catalog >>".to_vec(),
+            stream(dict, &data),
+            b"<< /Title (after the stream) >>".to_vec(),
+        ]);
+        let e = examine_bytes(&pdf, &limits(1 << 30));
+        assert_eq!(e.partial, None, "{dict}");
+        assert_eq!(
+            e.classification.detectors.get("payment-card"),
+            Some(&1),
+            "{dict}"
+        );
+    }
+    let lzw = pdf_of(&[
+        b"<< /Type /Catalog >>".to_vec(),
+        stream("/Filter [/LZWDecode]", b"\x80\x0b\x60\x50"),
+    ]);
+    let reason = examine_bytes(&lzw, &limits(1 << 30)).partial.unwrap();
+    assert!(reason.contains("LZWDecode"), "{reason}");
 }
