@@ -190,6 +190,14 @@ pub struct PolicyConfig {
     pub blacklist: Vec<String>,
     /// File name extensions (without the dot) that may be backed up; empty allows all.
     pub allowed_extensions: Vec<String>,
+    /// File name extensions (without the dot) that are never backed up. In both lists, ""
+    /// stands for a name without an extension.
+    pub denied_extensions: Vec<String>,
+    /// Types told by the first bytes (gate 1's names: "elf", "pdf", "text", ...) that may
+    /// be backed up; empty allows all.
+    pub allowed_types: Vec<String>,
+    /// Types told by the first bytes that are never backed up.
+    pub denied_types: Vec<String>,
     /// Refuse a file whose first bytes contradict its extension: an executable named
     /// `.txt`, a `.pdf` that is no PDF.
     pub reject_type_mismatch: bool,
@@ -370,6 +378,9 @@ impl Default for PolicyConfig {
             max_file_size: ByteSize(5 << 30),
             blacklist: Vec::new(),
             allowed_extensions: Vec::new(),
+            denied_extensions: Vec::new(),
+            allowed_types: Vec::new(),
+            denied_types: Vec::new(),
             reject_type_mismatch: true,
         }
     }
@@ -699,9 +710,9 @@ impl Config {
         }
         self.check_placement()
             .map_err(|(key, message)| invalid(key, message))?;
-        for ext in &mut self.policy.allowed_extensions {
-            *ext = ext.trim().trim_start_matches('.').to_ascii_lowercase();
-        }
+        self.policy
+            .normalize()
+            .map_err(|(key, message)| invalid(key, message))?;
         self.destination
             .validate()
             .map_err(|(key, message)| invalid(key, message))?;
@@ -812,6 +823,68 @@ impl Config {
                 *program = base.join(&*program).to_string_lossy().into_owned();
             }
         }
+    }
+}
+
+impl PolicyConfig {
+    /// Lower-cases the lists and takes the dot off extensions; refuses names gate 1 could
+    /// never match and lists that contradict each other.
+    fn normalize(&mut self) -> Result<(), (&'static str, String)> {
+        for (key, list) in [
+            ("policy.allowed-extensions", &mut self.allowed_extensions),
+            ("policy.denied-extensions", &mut self.denied_extensions),
+        ] {
+            for ext in list.iter_mut() {
+                *ext = ext.trim().trim_start_matches('.').to_ascii_lowercase();
+                if ext.contains(['.', '/']) {
+                    return Err((
+                        key,
+                        format!(
+                            "`{ext}` is not an extension such as \"pdf\": gate 1 compares \
+                             only what follows the last dot of a name"
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(ext) = self
+            .denied_extensions
+            .iter()
+            .find(|e| self.allowed_extensions.contains(e))
+        {
+            return Err((
+                "policy.denied-extensions",
+                format!("`{ext}` is in policy.allowed-extensions too"),
+            ));
+        }
+        for (key, list) in [
+            ("policy.allowed-types", &mut self.allowed_types),
+            ("policy.denied-types", &mut self.denied_types),
+        ] {
+            for name in list.iter_mut() {
+                *name = name.trim().to_ascii_lowercase();
+                if crate::pipeline::gate1::Detected::from_name(name).is_none() {
+                    return Err((
+                        key,
+                        format!(
+                            "unknown type \"{name}\"; the types gate 1 tells are: {}",
+                            crate::pipeline::gate1::Detected::names()
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(name) = self
+            .denied_types
+            .iter()
+            .find(|t| self.allowed_types.contains(t))
+        {
+            return Err((
+                "policy.denied-types",
+                format!("\"{name}\" is in policy.allowed-types too"),
+            ));
+        }
+        Ok(())
     }
 }
 

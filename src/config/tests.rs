@@ -153,6 +153,64 @@ fn blacklist_ignores_case_and_extensions_lose_their_dot() {
 }
 
 #[test]
+fn type_and_extension_lists_are_normalised_and_checked() {
+    let text = MINIMAL.to_string()
+        + "[policy]\ndenied-extensions = [\".ISO\", \"\"]\n\
+           allowed-types = [\"PDF\", \" text\"]\ndenied-types = [\"elf\", \"pe\"]\n";
+    let s = load(&text).unwrap();
+    assert_eq!(s.raw.policy.denied_extensions, ["iso", ""]);
+    assert_eq!(s.raw.policy.allowed_types, ["pdf", "text"]);
+    assert_eq!(s.raw.policy.denied_types, ["elf", "pe"]);
+
+    let cases = [
+        (
+            "denied-types = [\"exe\"]",
+            "policy.denied-types",
+            "unknown type \"exe\"; the types gate 1 tells are: elf, pe, macho",
+        ),
+        (
+            "allowed-types = [\"pdf\", \"docx\"]",
+            "policy.allowed-types",
+            "unknown type \"docx\"",
+        ),
+        (
+            "allowed-types = [\"pdf\"]\ndenied-types = [\"PDF\"]",
+            "policy.denied-types",
+            "\"pdf\" is in policy.allowed-types too",
+        ),
+        (
+            "denied-extensions = [\"tar.gz\"]",
+            "policy.denied-extensions",
+            "only what follows the last dot",
+        ),
+        (
+            "allowed-extensions = [\"a/b\"]",
+            "policy.allowed-extensions",
+            "not an extension",
+        ),
+        (
+            "allowed-extensions = [\"txt\"]\ndenied-extensions = [\".TXT\"]",
+            "policy.denied-extensions",
+            "`txt` is in policy.allowed-extensions too",
+        ),
+        (
+            "denied-types = \"elf\"",
+            "policy.denied-types",
+            "expected a sequence",
+        ),
+    ];
+    for (lines, key, message) in cases {
+        let err = load(&format!("{MINIMAL}[policy]\n{lines}\n"))
+            .expect_err(lines)
+            .to_string();
+        assert!(
+            err.contains(&format!("key `{key}`")) && err.contains(message),
+            "{lines}: {err}"
+        );
+    }
+}
+
+#[test]
 fn quarantine_inside_source_is_refused() {
     let text = MINIMAL.to_string()
         + "[log]\nfile = \"/l/a.log\"\naudit = \"/l/a.jsonl\"\nquarantine-dir = \"/srv/data/q\"\n";

@@ -26,12 +26,19 @@ pub struct Gate1 {
     pub blacklist: Blacklist,
     /// Lower-case extensions without the dot; empty allows every type.
     pub allowed_extensions: Vec<String>,
+    /// Lower-case extensions without the dot that are refused; "" refuses names without one.
+    pub denied_extensions: Vec<String>,
+    /// Type names ([`Detected::name`]) that may pass; empty allows every type.
+    pub allowed_types: Vec<String>,
+    /// Type names that are refused.
+    pub denied_types: Vec<String>,
     /// Refuse a file whose first bytes contradict its extension.
     pub reject_type_mismatch: bool,
 }
 
-/// Bytes of a file's start that type detection looks at.
-pub const HEAD: usize = 16;
+/// Bytes of a file's start that type detection looks at: signatures need 16, telling text
+/// from other data wants more.
+pub const HEAD: usize = 1024;
 
 /// A type told by a file's first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +52,47 @@ pub enum Detected {
     Png,
     Jpeg,
     Gif,
+    SevenZip,
+    Rar,
+    Xz,
+    Bzip2,
+    Zstd,
+    Sqlite,
+    /// An OLE compound document: .doc, .xls, .ppt, .msi.
+    Ole,
+    /// Text starting with `#!`.
+    Script,
+    /// UTF-8 (or ASCII) text without control characters other than tab, newline, carriage
+    /// return, form feed, backspace and escape.
+    Text,
+    /// None of the above.
+    Data,
 }
 
 impl Detected {
+    /// Every type, in the order the documentation lists them.
+    pub const ALL: [Detected; 19] = [
+        Detected::Elf,
+        Detected::WindowsExecutable,
+        Detected::MachO,
+        Detected::Script,
+        Detected::Pdf,
+        Detected::Ole,
+        Detected::Zip,
+        Detected::Gzip,
+        Detected::Bzip2,
+        Detected::Xz,
+        Detected::Zstd,
+        Detected::SevenZip,
+        Detected::Rar,
+        Detected::Png,
+        Detected::Jpeg,
+        Detected::Gif,
+        Detected::Sqlite,
+        Detected::Text,
+        Detected::Data,
+    ];
+
     /// From the first bytes of a file, if they are a known signature.
     pub fn from_head(head: &[u8]) -> Option<Self> {
         const SIGNATURES: &[(&[u8], Detected)] = &[
@@ -65,14 +110,74 @@ impl Detected {
             (b"\xff\xd8\xff", Detected::Jpeg),
             (b"GIF87a", Detected::Gif),
             (b"GIF89a", Detected::Gif),
+            (b"7z\xbc\xaf\x27\x1c", Detected::SevenZip),
+            (b"Rar!\x1a\x07", Detected::Rar),
+            (b"\xfd7zXZ\x00", Detected::Xz),
+            (b"\x28\xb5\x2f\xfd", Detected::Zstd),
+            (b"SQLite format 3\x00", Detected::Sqlite),
+            (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", Detected::Ole),
         ];
+        if head.len() >= 4 && head.starts_with(b"BZh") && (b'1'..=b'9').contains(&head[3]) {
+            return Some(Detected::Bzip2);
+        }
         SIGNATURES
             .iter()
             .find(|(magic, _)| head.starts_with(magic))
             .map(|(_, kind)| *kind)
     }
 
-    fn name(self) -> &'static str {
+    /// The type of a file that starts with `head` (up to [`HEAD`] bytes, not empty): its
+    /// signature, else script, text or data.
+    pub fn of(head: &[u8]) -> Self {
+        if let Some(kind) = Self::from_head(head) {
+            return kind;
+        }
+        if !is_text(head) {
+            return Detected::Data;
+        }
+        if head.starts_with(b"#!") {
+            Detected::Script
+        } else {
+            Detected::Text
+        }
+    }
+
+    /// The name `policy.allowed-types` and `policy.denied-types` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Detected::Elf => "elf",
+            Detected::WindowsExecutable => "pe",
+            Detected::MachO => "macho",
+            Detected::Pdf => "pdf",
+            Detected::Zip => "zip",
+            Detected::Gzip => "gzip",
+            Detected::Png => "png",
+            Detected::Jpeg => "jpeg",
+            Detected::Gif => "gif",
+            Detected::SevenZip => "7z",
+            Detected::Rar => "rar",
+            Detected::Xz => "xz",
+            Detected::Bzip2 => "bzip2",
+            Detected::Zstd => "zstd",
+            Detected::Sqlite => "sqlite",
+            Detected::Ole => "ole",
+            Detected::Script => "script",
+            Detected::Text => "text",
+            Detected::Data => "data",
+        }
+    }
+
+    /// The type a policy list names, if it names one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Every type name, comma-separated, for error messages and documentation.
+    pub fn names() -> String {
+        Self::ALL.map(Detected::name).join(", ")
+    }
+
+    fn description(self) -> &'static str {
         match self {
             Detected::Elf => "an ELF executable",
             Detected::WindowsExecutable => "a Windows executable",
@@ -83,6 +188,16 @@ impl Detected {
             Detected::Png => "a PNG image",
             Detected::Jpeg => "a JPEG image",
             Detected::Gif => "a GIF image",
+            Detected::SevenZip => "a 7-Zip archive",
+            Detected::Rar => "a RAR archive",
+            Detected::Xz => "xz data",
+            Detected::Bzip2 => "bzip2 data",
+            Detected::Zstd => "zstd data",
+            Detected::Sqlite => "an SQLite database",
+            Detected::Ole => "an OLE compound document",
+            Detected::Script => "a script",
+            Detected::Text => "text",
+            Detected::Data => "data",
         }
     }
 
@@ -92,6 +207,20 @@ impl Detected {
             Detected::Elf | Detected::WindowsExecutable | Detected::MachO
         )
     }
+}
+
+/// Whether `head` reads as text: UTF-8 (a character cut off at the end is fine) with no
+/// control characters but tab, newline, carriage return, form feed, backspace and escape.
+fn is_text(head: &[u8]) -> bool {
+    let valid = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        // Cut off inside the last character: the rest is beyond the head.
+        Err(e) => e.error_len().is_none() && head.len() - e.valid_up_to() < 4,
+    };
+    valid
+        && head.iter().all(|&b| {
+            (b >= 0x20 && b != 0x7f) || matches!(b, b'\t' | b'\n' | b'\r' | 0x0c | 0x08 | 0x1b)
+        })
 }
 
 /// Extensions an executable or library may carry (none at all is fine too).
@@ -122,7 +251,7 @@ fn type_mismatch(ext: &str, head: &[u8]) -> Option<String> {
         if !ext.is_empty() && !EXECUTABLE_EXTENSIONS.contains(&ext) {
             return Some(format!(
                 "type mismatch: a `.{ext}` file that is {}",
-                kind.name()
+                kind.description()
             ));
         }
     }
@@ -131,11 +260,11 @@ fn type_mismatch(ext: &str, head: &[u8]) -> Option<String> {
         Some(kind) if kind == promised => None,
         Some(kind) => Some(format!(
             "type mismatch: a `.{ext}` file that is {}",
-            kind.name()
+            kind.description()
         )),
         None => Some(format!(
             "type mismatch: a `.{ext}` file that does not start as {} does",
-            promised.name()
+            promised.description()
         )),
     }
 }
@@ -167,7 +296,24 @@ impl Gate1 {
                 "file type `.{ext}` is not in policy.allowed-extensions"
             ));
         }
-        if self.reject_type_mismatch && size > 0 {
+        if self.denied_extensions.contains(&ext) {
+            return Err(match ext.is_empty() {
+                true => "a name without an extension (\"\") is in policy.denied-extensions".into(),
+                false => format!("extension \".{ext}\" is in policy.denied-extensions"),
+            });
+        }
+        // An empty file has no type: the type lists and the mismatch check pass it.
+        if size == 0 {
+            return Ok(());
+        }
+        let kind = Detected::of(head).name();
+        if self.denied_types.iter().any(|t| t == kind) {
+            return Err(format!("type \"{kind}\" is in policy.denied-types"));
+        }
+        if !self.allowed_types.is_empty() && !self.allowed_types.iter().any(|t| t == kind) {
+            return Err(format!("type \"{kind}\" is not in policy.allowed-types"));
+        }
+        if self.reject_type_mismatch {
             if let Some(reason) = type_mismatch(&ext, head) {
                 return Err(format!("{reason} (policy.reject-type-mismatch)"));
             }
@@ -246,8 +392,138 @@ mod tests {
             max_file_size: 100,
             blacklist: Blacklist::new(b.build().unwrap()),
             allowed_extensions: exts.iter().map(|s| s.to_string()).collect(),
+            denied_extensions: Vec::new(),
+            allowed_types: Vec::new(),
+            denied_types: Vec::new(),
             reject_type_mismatch: true,
         }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn types_are_told_by_the_first_bytes() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"\x7fELF\x02\x01", "elf"),
+            (b"MZ\x90\0", "pe"),
+            (b"\xcf\xfa\xed\xfe\x07", "macho"),
+            (b"#!/bin/sh\necho hi\n", "script"),
+            (b"%PDF-1.7\n", "pdf"),
+            (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\0", "ole"),
+            (b"PK\x03\x04\x14\0", "zip"),
+            (b"\x1f\x8b\x08\0", "gzip"),
+            (b"BZh91AY&SY", "bzip2"),
+            (b"\xfd7zXZ\0\0", "xz"),
+            (b"\x28\xb5\x2f\xfd\x04", "zstd"),
+            (b"7z\xbc\xaf\x27\x1c\0\x04", "7z"),
+            (b"Rar!\x1a\x07\x01\0", "rar"),
+            (b"\x89PNG\r\n\x1a\n\0", "png"),
+            (b"\xff\xd8\xff\xe0", "jpeg"),
+            (b"GIF89a\x01\0", "gif"),
+            (b"SQLite format 3\0\x10\0", "sqlite"),
+            (b"plain words\r\n\tand a tab\n", "text"),
+            ("grüße, 東京\n".as_bytes(), "text"),
+            // A character cut off by the end of the head is still text.
+            (&"aé".as_bytes()[..2], "text"),
+            (b"BZh as a word", "text"),
+            (b"nul\0inside", "data"),
+            (b"\xff\xfe\x00\x00", "data"),
+            (b"\x01\x02\x03", "data"),
+        ];
+        for (head, want) in cases {
+            assert_eq!(Detected::of(head).name(), *want, "{head:?}");
+        }
+        for t in Detected::ALL {
+            assert_eq!(Detected::from_name(t.name()), Some(t));
+        }
+        assert_eq!(Detected::from_name("exe"), None);
+        assert!(Detected::names().starts_with("elf, pe, macho, script"));
+    }
+
+    #[test]
+    fn type_and_extension_lists_name_the_rule() {
+        let elf: &[u8] = b"\x7fELF\x02\x01\x01\0";
+        let denying = Gate1 {
+            denied_types: names(&["elf", "pe"]),
+            denied_extensions: names(&["iso", "vmdk"]),
+            ..gate(&[])
+        };
+        let allowing = Gate1 {
+            allowed_types: names(&["pdf", "text"]),
+            ..gate(&[])
+        };
+        let cases: &[(&Gate1, &str, &[u8], Option<&str>)] = &[
+            (
+                &denying,
+                "tool",
+                elf,
+                Some("type \"elf\" is in policy.denied-types"),
+            ),
+            (
+                &denying,
+                "lib.so",
+                elf,
+                Some("type \"elf\" is in policy.denied-types"),
+            ),
+            (
+                &denying,
+                "setup.msi",
+                b"MZ\x90\0",
+                Some("type \"pe\" is in policy.denied-types"),
+            ),
+            (&denying, "notes.txt", b"plain", None),
+            (
+                &denying,
+                "disk.ISO",
+                b"plain",
+                Some("extension \".iso\" is in policy.denied-extensions"),
+            ),
+            (&denying, "iso", b"plain", None),
+            (
+                &Gate1 {
+                    denied_extensions: names(&[""]),
+                    ..gate(&[])
+                },
+                "Makefile",
+                b"all:\n",
+                Some("a name without an extension (\"\") is in policy.denied-extensions"),
+            ),
+            (&allowing, "report.pdf", b"%PDF-1.4", None),
+            (&allowing, "notes.md", b"# notes\n", None),
+            (
+                &allowing,
+                "photo.png",
+                b"\x89PNG\r\n\x1a\n",
+                Some("type \"png\" is not in policy.allowed-types"),
+            ),
+            (
+                &allowing,
+                "blob",
+                b"\0\x01\x02",
+                Some("type \"data\" is not in policy.allowed-types"),
+            ),
+            (
+                &allowing,
+                "run.sh",
+                b"#!/bin/sh\n",
+                Some("type \"script\" is not in policy.allowed-types"),
+            ),
+        ];
+        for (g, name, head, want) in cases {
+            let got = g.check(Path::new(name), 64, head);
+            match want {
+                None => assert!(got.is_ok(), "{name}: {got:?}"),
+                Some(reason) => assert_eq!(got.unwrap_err(), *reason, "{name}"),
+            }
+        }
+        // An empty file has no type to allow or deny.
+        assert!(allowing.check(Path::new("empty.bin"), 0, b"").is_ok());
+        // The type lists come before the mismatch check: an ELF named notes.txt is named
+        // by the rule that denies its type.
+        let e = denying.check(Path::new("notes.txt"), 64, elf).unwrap_err();
+        assert!(e.contains("policy.denied-types"), "{e}");
     }
 
     #[test]
