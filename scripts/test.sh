@@ -8,7 +8,8 @@
 #
 # What it does:
 #   1. installs missing Debian packages (fuse3, clamav-daemon, clamdscan, gnupg,
-#      zstd, curl, clang, libclang-dev, nettle-dev, pkg-config, prometheus, ...)
+#      zstd, curl, clang, libclang-dev, nettle-dev, pkg-config, prometheus, time,
+#      poppler-utils, ...)
 #      s3s-fs (the local S3 server used by the integration tests) and pjdfstest
 #      (the POSIX suite run against the mount);
 #   2. checks that /dev/fuse exists and that we run as root (FUSE mounts);

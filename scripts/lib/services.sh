@@ -34,7 +34,7 @@ BFS_PJDFSTEST_VERSION=0.2.2
 BFS_APT_PACKAGES=(
     fuse3 clamav-daemon clamdscan gnupg zstd curl ca-certificates clang libclang-dev
     nettle-dev libssl-dev pkg-config build-essential prometheus time python3
-    git rsync sqlite3 attr tar bindfs logrotate
+    git rsync sqlite3 attr tar bindfs logrotate poppler-utils
     python3-reportlab python3-docx python3-openpyxl python3-odf
 )
 

@@ -1,0 +1,180 @@
+//! A PDF writer for the corpus: one text line per line of the page, in Helvetica with
+//! WinAnsiEncoding, over as many pages as the text needs, with a correct cross-reference
+//! table so that stock readers (pdftotext) open the files without repairing them.
+
+use std::io::Write;
+
+use flate2::write::ZlibEncoder;
+use flate2::Compression;
+
+use super::{pieces, Lcg};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Flate-compressed content streams; lines shown with `TJ` arrays whose strings are
+    /// cut at arbitrary points with small kerning adjustments between them, some of the
+    /// strings in hex.
+    FlateKerned,
+    /// Uncompressed content streams; each line one literal string shown with `Tj`, every
+    /// fifth as a hex string.
+    Plain,
+}
+
+const LINES_PER_PAGE: usize = 60;
+const LEADING: usize = 12;
+/// Longest line that fits the page width at 10 pt.
+pub const MAX_LINE: usize = 95;
+
+/// The bytes of `s` in WinAnsiEncoding, which is Windows-1252 for every character the
+/// corpus uses.
+fn win_ansi(s: &str) -> Vec<u8> {
+    s.chars().map(super::windows_1252).collect()
+}
+
+/// A literal string: `(`, `)` and `\` escaped, bytes past ASCII as octal escapes.
+pub fn literal(s: &str) -> String {
+    let mut out = String::from("(");
+    for b in win_ansi(s) {
+        match b {
+            b'(' | b')' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out += &format!("\\{b:03o}"),
+        }
+    }
+    out.push(')');
+    out
+}
+
+fn hex(s: &str) -> String {
+    format!("<{}>", hex::encode_upper(win_ansi(s)))
+}
+
+/// The text operators of one page.
+fn page_content(lines: &[String], style: Style, rng: &mut Lcg) -> Vec<u8> {
+    let mut ops = format!("BT\n/F1 10 Tf\n{LEADING} TL\n50 750 Td\n");
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            // Both ways of moving to the next line occur in the wild.
+            ops += if i % 2 == 0 { "T*\n" } else { "0 -12 Td\n" };
+        }
+        match style {
+            Style::Plain if i % 5 == 4 => ops += &format!("{} Tj\n", hex(line)),
+            Style::Plain => ops += &format!("{} Tj\n", literal(line)),
+            Style::FlateKerned => {
+                let mut array = String::from("[");
+                for (j, piece) in pieces(line, rng, 2, 9).iter().enumerate() {
+                    if j > 0 {
+                        let kern = rng.range(0, 60) as i64 - 30;
+                        array += &format!(" {kern} ");
+                    }
+                    array += &if rng.range(0, 3) == 0 {
+                        hex(piece)
+                    } else {
+                        literal(piece)
+                    };
+                }
+                ops += &format!("{array}] TJ\n");
+            }
+        }
+    }
+    ops += "ET\n";
+    ops.into_bytes()
+}
+
+/// Serialises numbered objects (1..) with a cross-reference table pointing at each.
+fn assemble(objects: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        writeln!(out, "{} 0 obj", i + 1).unwrap();
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    write!(out, "xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).unwrap();
+    for offset in offsets {
+        // Each entry is exactly 20 bytes, the end of line included.
+        writeln!(out, "{offset:010} 00000 n ").unwrap();
+    }
+    write!(
+        out,
+        "trailer\n<< /Size {} /Root 1 0 R /Info 3 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+        objects.len() + 1
+    )
+    .unwrap();
+    out
+}
+
+fn stream(content: Vec<u8>, style: Style) -> Vec<u8> {
+    let (data, filter) = match style {
+        Style::Plain => (content, ""),
+        Style::FlateKerned => {
+            let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
+            z.write_all(&content).unwrap();
+            (z.finish().unwrap(), " /Filter /FlateDecode")
+        }
+    };
+    let mut obj = format!("<< /Length {}{filter} >>\nstream\n", data.len()).into_bytes();
+    obj.extend_from_slice(&data);
+    obj.extend_from_slice(b"\nendstream");
+    obj
+}
+
+/// A one-page uncompressed PDF whose lines are shown by `shown`, one text-showing operation
+/// per line.
+pub fn from_operators(shown: &[String]) -> Vec<u8> {
+    let ops = format!(
+        "BT\n/F1 10 Tf\n{LEADING} TL\n50 750 Td\n{}\nET\n",
+        shown.join("\nT*\n")
+    );
+    assemble(&document(vec![ops.into_bytes()], Style::Plain))
+}
+
+/// The objects of a document whose pages have the given content streams.
+fn document(contents: Vec<Vec<u8>>, style: Style) -> Vec<Vec<u8>> {
+    // 1 catalog, 2 page tree, 3 info, 4 font, then a page and its content for each page.
+    let kids: Vec<String> = (0..contents.len())
+        .map(|i| format!("{} 0 R", 5 + 2 * i))
+        .collect();
+    let mut objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {} >>",
+            kids.join(" "),
+            contents.len()
+        )
+        .into_bytes(),
+        b"<< /Producer (corpus writer) /CreationDate (D:20241105093000Z) >>".to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec(),
+    ];
+    for (i, content) in contents.into_iter().enumerate() {
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+                 /Resources << /Font << /F1 4 0 R >> >> /Contents {} 0 R >>",
+                6 + 2 * i
+            )
+            .into_bytes(),
+        );
+        objects.push(stream(content, style));
+    }
+    objects
+}
+
+/// A PDF showing `lines`, one per line of the page.
+pub fn write(lines: &[String], style: Style) -> Vec<u8> {
+    let mut rng = Lcg::new(&lines.concat());
+    let contents = lines
+        .chunks(LINES_PER_PAGE)
+        .map(|page| {
+            assert!(page.iter().all(|l| l.chars().count() <= MAX_LINE));
+            page_content(page, style, &mut rng)
+        })
+        .collect();
+    assemble(&document(contents, style))
+}

@@ -1,0 +1,507 @@
+//! Documents whose telling words sit somewhere other than the main body, yet in plain view
+//! of a person who opens the file: a page header, a second sheet, speaker notes, a heading,
+//! a list, a hyperlink, an inline-string cell, or PDF words set apart by positioning alone.
+
+use std::path::Path;
+
+use super::formats::{esc, zip_parts};
+use super::texts::{card, grouped, iban};
+use super::{pdf, Class, Sample};
+
+const XML_DECL: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>"#;
+const W_NS: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
+const R_NS: &str = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
+const PKG_RELS: &str = "http://schemas.openxmlformats.org/package/2006/relationships";
+const SML_NS: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+const OFFICE_DOC: &str = "officeDocument/2006/relationships/officeDocument";
+
+fn rels(list: &[(&str, &str, &str)]) -> Vec<u8> {
+    let mut s = format!("{XML_DECL}\n<Relationships xmlns=\"{PKG_RELS}\">");
+    for (id, kind, target) in list {
+        s += &format!(
+            "<Relationship Id=\"{id}\" \
+             Type=\"http://schemas.openxmlformats.org/{kind}\" Target=\"{target}\"/>"
+        );
+    }
+    s += "</Relationships>";
+    s.into_bytes()
+}
+
+fn types(overrides: &[(&str, &str)]) -> Vec<u8> {
+    let mut s = format!(
+        "{XML_DECL}\n<Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
+         <Default Extension=\"rels\" \
+         ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/>\
+         <Default Extension=\"xml\" ContentType=\"application/xml\"/>"
+    );
+    for (part, kind) in overrides {
+        s += &format!(
+            "<Override PartName=\"{part}\" \
+             ContentType=\"application/vnd.openxmlformats-officedocument.{kind}\"/>"
+        );
+    }
+    s += "</Types>";
+    s.into_bytes()
+}
+
+fn word_paragraph(line: &str) -> String {
+    format!(
+        "<w:p><w:r><w:t xml:space=\"preserve\">{}</w:t></w:r></w:p>",
+        esc(line)
+    )
+}
+
+/// A Word document whose body is harmless and whose page header reads `header`.
+fn docx_with_header(header: &str, body: &[&str]) -> Vec<u8> {
+    let paras: String = body.iter().map(|l| word_paragraph(l)).collect();
+    let document = format!(
+        "{XML_DECL}\n<w:document xmlns:w=\"{W_NS}\" xmlns:r=\"{R_NS}\"><w:body>{paras}\
+         <w:sectPr><w:headerReference w:type=\"default\" r:id=\"rId1\"/></w:sectPr>\
+         </w:body></w:document>"
+    );
+    let hdr = format!(
+        "{XML_DECL}\n<w:hdr xmlns:w=\"{W_NS}\" xmlns:r=\"{R_NS}\">{}</w:hdr>",
+        word_paragraph(header)
+    );
+    let wml = "wordprocessingml";
+    zip_parts(&[
+        (
+            "[Content_Types].xml",
+            types(&[
+                ("/word/document.xml", &format!("{wml}.document.main+xml")),
+                ("/word/header1.xml", &format!("{wml}.header+xml")),
+            ]),
+            false,
+        ),
+        (
+            "_rels/.rels",
+            rels(&[("rId1", OFFICE_DOC, "word/document.xml")]),
+            false,
+        ),
+        (
+            "word/_rels/document.xml.rels",
+            rels(&[(
+                "rId1",
+                "officeDocument/2006/relationships/header",
+                "header1.xml",
+            )]),
+            false,
+        ),
+        ("word/document.xml", document.into_bytes(), false),
+        ("word/header1.xml", hdr.into_bytes(), false),
+    ])
+}
+
+/// A cell: a number as a number, anything else as an inline string (as many libraries
+/// write them, instead of shared strings).
+fn inline_cell(at: &str, value: &str) -> String {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        format!("<c r=\"{at}\"><v>{value}</v></c>")
+    } else {
+        format!(
+            "<c r=\"{at}\" t=\"inlineStr\"><is><t>{}</t></is></c>",
+            esc(value)
+        )
+    }
+}
+
+fn sheet(rows: &[&[&str]]) -> Vec<u8> {
+    let mut data = String::new();
+    for (r, row) in rows.iter().enumerate() {
+        data += &format!("<row r=\"{}\">", r + 1);
+        for (c, value) in row.iter().enumerate() {
+            let at = format!("{}{}", char::from(b'A' + c as u8), r + 1);
+            data += &inline_cell(&at, value);
+        }
+        data += "</row>";
+    }
+    format!("{XML_DECL}\n<worksheet xmlns=\"{SML_NS}\"><sheetData>{data}</sheetData></worksheet>")
+        .into_bytes()
+}
+
+/// A workbook of inline-string sheets, named Sheet1, Sheet2, ...
+fn xlsx_sheets(sheets: &[&[&[&str]]]) -> Vec<u8> {
+    let n = sheets.len();
+    let list: String = (1..=n)
+        .map(|i| format!("<sheet name=\"Sheet{i}\" sheetId=\"{i}\" r:id=\"rId{i}\"/>"))
+        .collect();
+    let workbook = format!(
+        "{XML_DECL}\n<workbook xmlns=\"{SML_NS}\" xmlns:r=\"{R_NS}\"><sheets>{list}</sheets>\
+         </workbook>"
+    );
+    let names: Vec<String> = (1..=n)
+        .map(|i| format!("/xl/worksheets/sheet{i}.xml"))
+        .collect();
+    let mut overrides = vec![("/xl/workbook.xml", "spreadsheetml.sheet.main+xml")];
+    overrides.extend(
+        names
+            .iter()
+            .map(|p| (p.as_str(), "spreadsheetml.worksheet+xml")),
+    );
+    let ids: Vec<(String, String)> = (1..=n)
+        .map(|i| (format!("rId{i}"), format!("worksheets/sheet{i}.xml")))
+        .collect();
+    let sheet_rels: Vec<(&str, &str, &str)> = ids
+        .iter()
+        .map(|(id, t)| {
+            (
+                id.as_str(),
+                "officeDocument/2006/relationships/worksheet",
+                t.as_str(),
+            )
+        })
+        .collect();
+    let mut parts: Vec<(String, Vec<u8>, bool)> = vec![
+        ("[Content_Types].xml".to_string(), types(&overrides), false),
+        (
+            "_rels/.rels".to_string(),
+            rels(&[("rId1", OFFICE_DOC, "xl/workbook.xml")]),
+            false,
+        ),
+        ("xl/workbook.xml".to_string(), workbook.into_bytes(), false),
+        (
+            "xl/_rels/workbook.xml.rels".to_string(),
+            rels(&sheet_rels),
+            false,
+        ),
+    ];
+    for (name, rows) in names.iter().zip(sheets) {
+        parts.push((name[1..].to_string(), sheet(rows), false));
+    }
+    zip_parts(&parts)
+}
+
+const PML_NS: &str = "http://schemas.openxmlformats.org/presentationml/2006/main";
+const DML_NS: &str = "http://schemas.openxmlformats.org/drawingml/2006/main";
+
+fn text_body(lines: &[&str]) -> String {
+    let paras: String = lines
+        .iter()
+        .map(|l| {
+            format!(
+                "<a:p><a:r><a:rPr lang=\"en-US\"/><a:t>{}</a:t></a:r></a:p>",
+                esc(l)
+            )
+        })
+        .collect();
+    format!(
+        "<p:sp><p:nvSpPr><p:cNvPr id=\"2\" name=\"Body\"/><p:cNvSpPr/><p:nvPr/></p:nvSpPr>\
+         <p:spPr/><p:txBody><a:bodyPr/><a:lstStyle/>{paras}</p:txBody></p:sp>"
+    )
+}
+
+/// A one-slide presentation whose speaker notes hold `notes`.
+fn pptx_with_notes(slide: &[&str], notes: &[&str]) -> Vec<u8> {
+    let tree = |body: String| {
+        format!(
+            "<p:cSld><p:spTree><p:nvGrpSpPr><p:cNvPr id=\"1\" name=\"\"/><p:cNvGrpSpPr/>\
+             <p:nvPr/></p:nvGrpSpPr><p:grpSpPr/>{body}</p:spTree></p:cSld>"
+        )
+    };
+    let ns = format!("xmlns:a=\"{DML_NS}\" xmlns:r=\"{R_NS}\" xmlns:p=\"{PML_NS}\"");
+    let slide_xml = format!("{XML_DECL}\n<p:sld {ns}>{}</p:sld>", tree(text_body(slide)));
+    let notes_xml = format!(
+        "{XML_DECL}\n<p:notes {ns}>{}</p:notes>",
+        tree(text_body(notes))
+    );
+    let presentation = format!(
+        "{XML_DECL}\n<p:presentation {ns}><p:sldIdLst><p:sldId id=\"256\" r:id=\"rId1\"/>\
+         </p:sldIdLst><p:sldSz cx=\"12192000\" cy=\"6858000\"/>\
+         <p:notesSz cx=\"6858000\" cy=\"9144000\"/></p:presentation>"
+    );
+    let pml = "presentationml";
+    zip_parts(&[
+        (
+            "[Content_Types].xml",
+            types(&[
+                (
+                    "/ppt/presentation.xml",
+                    &format!("{pml}.presentation.main+xml"),
+                ),
+                ("/ppt/slides/slide1.xml", &format!("{pml}.slide+xml")),
+                (
+                    "/ppt/notesSlides/notesSlide1.xml",
+                    &format!("{pml}.notesSlide+xml"),
+                ),
+            ]),
+            false,
+        ),
+        (
+            "_rels/.rels",
+            rels(&[("rId1", OFFICE_DOC, "ppt/presentation.xml")]),
+            false,
+        ),
+        ("ppt/presentation.xml", presentation.into_bytes(), false),
+        (
+            "ppt/_rels/presentation.xml.rels",
+            rels(&[(
+                "rId1",
+                "officeDocument/2006/relationships/slide",
+                "slides/slide1.xml",
+            )]),
+            false,
+        ),
+        ("ppt/slides/slide1.xml", slide_xml.into_bytes(), false),
+        (
+            "ppt/slides/_rels/slide1.xml.rels",
+            rels(&[(
+                "rId1",
+                "officeDocument/2006/relationships/notesSlide",
+                "../notesSlides/notesSlide1.xml",
+            )]),
+            false,
+        ),
+        (
+            "ppt/notesSlides/notesSlide1.xml",
+            notes_xml.into_bytes(),
+            false,
+        ),
+    ])
+}
+
+const ODF_NS: &str = "xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\" \
+     xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\" \
+     xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\" \
+     xmlns:style=\"urn:oasis:names:tc:opendocument:xmlns:style:1.0\" \
+     xmlns:xlink=\"http://www.w3.org/1999/xlink\" office:version=\"1.3\"";
+
+/// An ODF package with `content.xml` and, if given, `styles.xml` (where page headers and
+/// footers live).
+fn odf(mimetype: &str, content: &str, styles: Option<&str>) -> Vec<u8> {
+    let manifest = format!(
+        "{XML_DECL}\n<manifest:manifest \
+         xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\" \
+         manifest:version=\"1.3\"><manifest:file-entry manifest:full-path=\"/\" \
+         manifest:media-type=\"{mimetype}\"/><manifest:file-entry \
+         manifest:full-path=\"content.xml\" manifest:media-type=\"text/xml\"/>\
+         <manifest:file-entry manifest:full-path=\"styles.xml\" \
+         manifest:media-type=\"text/xml\"/></manifest:manifest>"
+    );
+    let content = format!(
+        "{XML_DECL}\n<office:document-content {ODF_NS}>{content}</office:document-content>"
+    );
+    let mut parts = vec![
+        ("mimetype", mimetype.as_bytes().to_vec(), true),
+        ("content.xml", content.into_bytes(), false),
+    ];
+    if let Some(styles) = styles {
+        let styles = format!(
+            "{XML_DECL}\n<office:document-styles {ODF_NS}>{styles}</office:document-styles>"
+        );
+        parts.push(("styles.xml", styles.into_bytes(), false));
+    }
+    parts.push(("META-INF/manifest.xml", manifest.into_bytes(), false));
+    zip_parts(&parts)
+}
+
+const ODT: &str = "application/vnd.oasis.opendocument.text";
+const ODS: &str = "application/vnd.oasis.opendocument.spreadsheet";
+
+fn odt_body(inner: &str) -> String {
+    format!("<office:body><office:text>{inner}</office:text></office:body>")
+}
+
+fn odt_header(header: &str, body: &str) -> Vec<u8> {
+    let styles = format!(
+        "<office:master-styles><style:master-page style:name=\"Standard\" \
+         style:page-layout-name=\"pm1\"><style:header><text:p text:style-name=\"Header\">{}\
+         </text:p></style:header></style:master-page></office:master-styles>",
+        esc(header)
+    );
+    let content = odt_body(&format!("<text:p>{}</text:p>", esc(body)));
+    odf(ODT, &content, Some(&styles))
+}
+
+fn ods_tables(tables: &[&[&[&str]]]) -> Vec<u8> {
+    let mut inner = String::new();
+    for (i, rows) in tables.iter().enumerate() {
+        inner += &format!("<table:table table:name=\"Sheet{}\">", i + 1);
+        for row in rows.iter() {
+            inner += "<table:table-row>";
+            for cell in row.iter() {
+                inner += &format!(
+                    "<table:table-cell office:value-type=\"string\"><text:p>{}</text:p>\
+                     </table:table-cell>",
+                    esc(cell)
+                );
+            }
+            inner += "</table:table-row>";
+        }
+        inner += "</table:table>";
+    }
+    let content =
+        format!("<office:body><office:spreadsheet>{inner}</office:spreadsheet></office:body>");
+    odf(ODS, &content, None)
+}
+
+/// A PDF line whose words are set apart by positioning alone, with no space characters,
+/// as many PDF producers write them: a `TJ` array with a word-sized gap between words.
+fn pdf_spaced_by_kerning(lines: &[&str]) -> Vec<u8> {
+    let shown: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let words: Vec<String> = l.split(' ').map(pdf::literal).collect();
+            format!("[{}] TJ", words.join(" -300 "))
+        })
+        .collect();
+    pdf::from_operators(&shown)
+}
+
+const PDF_SENSITIVE: &[&str] = &["Quarterly report", "Client data export for the auditors"];
+const PDF_GENERAL: &[&str] = &["Quarterly report", "Export for the auditors"];
+
+/// The lines a person sees in each placement PDF, for checking them with pdftotext.
+pub fn pdf_lines() -> [(&'static str, &'static [&'static str]); 2] {
+    [
+        ("sensitive-words-by-position.pdf", PDF_SENSITIVE),
+        ("general-words-by-position.pdf", PDF_GENERAL),
+    ]
+}
+
+/// Every placement sample, written into `dir`.
+pub fn generate(dir: &Path) -> Vec<Sample> {
+    let visa = grouped(&card("4485", 16, 31, true), &[4, 4, 4, 4], " ");
+    let ch = iban("CH", "00762011623852957", true, true);
+    let samples: Vec<(&str, Class, &str, Vec<u8>)> = vec![
+        (
+            "sensitive-header.docx",
+            Class::Sensitive,
+            "docx",
+            docx_with_header(
+                "CONFIDENTIAL",
+                &[
+                    "Quarterly figures are in the attached tables.",
+                    "See page 2.",
+                ],
+            ),
+        ),
+        (
+            "general-header.docx",
+            Class::General,
+            "docx",
+            docx_with_header(
+                "Draft 3",
+                &["Quarterly figures are in the attached tables."],
+            ),
+        ),
+        (
+            "personal-second-sheet.xlsx",
+            Class::Personal,
+            "xlsx",
+            xlsx_sheets(&[
+                &[
+                    &["Month", "Revenue"],
+                    &["January", "1200"],
+                    &["February", "1350"],
+                ],
+                &[&["Holder", "Card"], &["P. Lindqvist", &visa]],
+            ]),
+        ),
+        (
+            "personal-inline-strings.xlsx",
+            Class::Personal,
+            "xlsx",
+            xlsx_sheets(&[&[
+                &["Name", "Mail"],
+                &["Ana Souza", "ana.souza@example.com.br"],
+            ]]),
+        ),
+        (
+            "general-inline-strings.xlsx",
+            Class::General,
+            "xlsx",
+            xlsx_sheets(&[&[&["Item", "Count"], &["Chairs", "12"], &["Desks", "4"]]]),
+        ),
+        (
+            "sensitive-speaker-notes.pptx",
+            Class::Sensitive,
+            "pptx",
+            pptx_with_notes(
+                &["Demo of the new portal"],
+                &["The demo account password is on the whiteboard."],
+            ),
+        ),
+        (
+            "sensitive-heading-and-list.odt",
+            Class::Sensitive,
+            "odt",
+            odf(
+                ODT,
+                &odt_body(
+                    "<text:h text:outline-level=\"1\">Strictly Confidential</text:h>\
+                     <text:list><text:list-item><text:p>Budget</text:p></text:list-item>\
+                     <text:list-item><text:p>Hiring plan</text:p></text:list-item></text:list>",
+                ),
+                None,
+            ),
+        ),
+        (
+            "personal-hyperlink.odt",
+            Class::Personal,
+            "odt",
+            odf(
+                ODT,
+                &odt_body(
+                    "<text:p>Questions to <text:a xlink:type=\"simple\" \
+                     xlink:href=\"mailto:k.tanaka@example.jp\">k.tanaka@example.jp</text:a>.\
+                     </text:p>",
+                ),
+                None,
+            ),
+        ),
+        (
+            "sensitive-page-header.odt",
+            Class::Sensitive,
+            "odt",
+            odt_header(
+                "CONFIDENTIAL",
+                "Quarterly figures are in the attached tables.",
+            ),
+        ),
+        (
+            "general-page-header.odt",
+            Class::General,
+            "odt",
+            odt_header("Draft 3", "Quarterly figures are in the attached tables."),
+        ),
+        (
+            "personal-second-table.ods",
+            Class::Personal,
+            "ods",
+            ods_tables(&[
+                &[&["Month", "Revenue"], &["January", "1200"]],
+                &[&["Supplier", "IBAN"], &["Bergmann AG", &ch]],
+            ]),
+        ),
+        (
+            "sensitive-words-by-position.pdf",
+            Class::Sensitive,
+            "pdf",
+            pdf_spaced_by_kerning(PDF_SENSITIVE),
+        ),
+        (
+            "general-words-by-position.pdf",
+            Class::General,
+            "pdf",
+            pdf_spaced_by_kerning(PDF_GENERAL),
+        ),
+    ];
+    samples
+        .into_iter()
+        .map(|(name, expected, reported, bytes)| {
+            let path = dir.join(placement_name(name));
+            std::fs::write(&path, bytes).unwrap();
+            Sample {
+                path,
+                expected,
+                format: None,
+                reported,
+            }
+        })
+        .collect()
+}
+
+/// The file name of a placement sample.
+pub fn placement_name(name: &str) -> String {
+    format!("placement-{name}")
+}
