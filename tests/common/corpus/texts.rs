@@ -170,6 +170,26 @@ pub fn card(prefix: &str, len: usize, seed: u64, valid: bool) -> String {
     digits.iter().map(|d| char::from(b'0' + d)).collect()
 }
 
+/// A European Article Number (EAN-13 barcode) starting with `prefix`, the body filled from
+/// `seed`, with its own check digit (weights 1 and 3, not Luhn's).
+fn ean13(prefix: &str, seed: u64) -> String {
+    let mut digits: Vec<u8> = prefix.bytes().map(|b| b - b'0').collect();
+    let mut x = seed;
+    while digits.len() < 12 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        digits.push(((x >> 33) % 10) as u8);
+    }
+    let sum: u32 = digits
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| u32::from(d) * if i % 2 == 1 { 3 } else { 1 })
+        .sum();
+    digits.push(((10 - sum % 10) % 10) as u8);
+    digits.iter().map(|d| char::from(b'0' + d)).collect()
+}
+
 /// The digit that makes `body` plus it pass the Luhn check.
 fn luhn_check_digit(body: &[u8]) -> u8 {
     let sum: u32 = body
@@ -548,6 +568,25 @@ fn near_misses() -> Vec<Text> {
             G,
             &["Placeholder codes 000-12-3456, 666-45-1234 and 912-34-5678 are never issued."],
         ),
+        Text {
+            name: "inventory-barcodes",
+            class: G,
+            lines: std::iter::once("Item\tEAN\tQty".to_string())
+                .chain(
+                    [
+                        "Stapler", "Toner", "Binder", "Pens", "Paper", "Tape", "Folder", "Marker",
+                        "Scissors", "Glue",
+                    ]
+                    .iter()
+                    .zip(0u64..)
+                    .map(|(item, i)| {
+                        let ean = ean13(&format!("40{i}"), 40 + i);
+                        format!("{item}\t{ean}\t{}", 3 + i * 7 % 11)
+                    }),
+                )
+                .collect(),
+            cells: Some('\t'),
+        },
         Text {
             name: "csv-of-numbers",
             class: G,
