@@ -2,6 +2,9 @@
 //! loopback, with stock `gpg` and `zstd` reading back what backupfs wrote.
 
 mod common;
+#[path = "common/corpus/mod.rs"]
+#[allow(dead_code)]
+mod corpus;
 
 use std::io::ErrorKind;
 use std::process::Command;
@@ -567,4 +570,30 @@ fn an_executable_renamed_to_txt_is_rejected_by_gate_1_as_a_type_mismatch() {
     // The same bytes under a name that does not pretend otherwise are backed up.
     let plain = stack.wait_audit("true");
     assert_eq!(plain["outcome"], "uploaded", "{plain}");
+}
+
+#[test]
+fn docx_and_pdf_holding_a_card_number_are_backed_up_as_personal() {
+    let stack = Stack::start();
+    let text = corpus::texts::order_confirmation();
+    let files = [
+        ("statement.docx", corpus::Format::Docx),
+        ("statement.pdf", corpus::Format::PdfFlate),
+    ];
+    for (name, format) in files {
+        format.write(&stack.mnt.join(name), &text);
+    }
+    for (name, _) in files {
+        let record = stack.wait_audit(name);
+        assert_eq!(record["outcome"], "uploaded", "{name}: {record}");
+        assert_eq!(record["classification"], "personal", "{name}: {record}");
+        assert_eq!(record["detectors"]["payment-card"], 1, "{name}: {record}");
+        let card = corpus::texts::order_card();
+        let shown = corpus::texts::grouped(&card, &[4, 4, 4, 4], " ");
+        let line = record.to_string();
+        assert!(
+            !line.contains(&card) && !line.contains(&shown),
+            "audit never holds matched values"
+        );
+    }
 }
