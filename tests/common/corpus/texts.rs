@@ -399,7 +399,28 @@ fn personal() -> Vec<Text> {
             P,
             &["Office: (212) 555-0147, mobile 415-555-0199."],
         ),
+        text(
+            "phone-north-american-dots",
+            P,
+            &["Call the front desk at 415.555.0199 after nine."],
+        ),
+        text(
+            "email-angle-brackets",
+            P,
+            &["From: Jane Doe <Jane.Doe@Example.COM>", "Subject: keys"],
+        ),
         text("dob-iso", P, &["Date of birth: 1984-03-17"]),
+        text(
+            "dob-written-out",
+            P,
+            &["Curriculum vitae", "Date of birth: 17 March 1984"],
+        ),
+        text("dob-born-month-name", P, &["Born March 17, 1984 in Ohio."]),
+        text(
+            "dob-dotted-label",
+            P,
+            &["Member card", "D.O.B.: 17/03/1984"],
+        ),
         text("dob-us", P, &["Patient intake form", "DOB 07/04/1979"]),
         text("dob-born", P, &["Marc Aubert, born 12.05.1990 in Lyon."]),
         text(
@@ -607,6 +628,14 @@ fn near_misses() -> Vec<Text> {
             "mention-not-email",
             G,
             &["Ping @jane.doe in the channel; the host is admin@db01 on the VPN."],
+        ),
+        text(
+            "signed-decimals",
+            G,
+            &[
+                "Location: +48.856613, +2.352222 (Paris office).",
+                "Avogadro constant: +6.02214076e23 per mole.",
+            ],
         ),
         text(
             "isbn-and-measurements",
