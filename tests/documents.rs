@@ -27,7 +27,10 @@ fn documents_from_real_producers_are_classified_by_their_text() {
     let manifest: Vec<Value> = serde_json::from_slice(&made.stdout).unwrap();
     assert!(manifest.len() >= 20, "{} documents", manifest.len());
 
-    let files: Vec<&str> = manifest.iter().map(|m| m["file"].as_str().unwrap()).collect();
+    let files: Vec<&str> = manifest
+        .iter()
+        .map(|m| m["file"].as_str().unwrap())
+        .collect();
     let out = Command::new(env!("CARGO_BIN_EXE_backupfs"))
         .arg("classify")
         .args(&files)

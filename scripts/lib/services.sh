@@ -35,7 +35,7 @@ BFS_APT_PACKAGES=(
     fuse3 clamav-daemon clamdscan gnupg zstd curl ca-certificates clang libclang-dev
     nettle-dev libssl-dev pkg-config build-essential prometheus time python3
     git rsync sqlite3 attr tar bindfs logrotate poppler-utils
-    python3-reportlab python3-docx python3-openpyxl python3-odf
+    python3-reportlab python3-docx python3-openpyxl python3-odf python3-cairo
 )
 
 bfs_log() {

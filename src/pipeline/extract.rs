@@ -116,9 +116,7 @@ pub fn examine(classifier: &Classifier, file: &File, limits: &Limits) -> io::Res
     let (classification, format, partial) = if head.starts_with(b"PK\x03\x04") {
         from_zip(classifier, file, budget)?
     } else if head.starts_with(b"%PDF-") {
-        let (c, partial) = produced(classifier, budget, |sink| {
-            pdf::extract(&mut BufReader::with_capacity(1 << 16, file), sink)
-        })?;
+        let (c, partial) = produced(classifier, budget, |sink| pdf::extract_file(file, sink))?;
         (c, Format::Pdf, partial)
     } else if head.starts_with(b"\x1f\x8b") {
         let mut inflated = Tolerant::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)));

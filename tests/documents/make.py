@@ -1,10 +1,12 @@
 """Writes documents with the libraries people use to produce them, and a manifest of the
-class each should get: reportlab (PDF), python-docx (docx), openpyxl (xlsx) and odfpy
-(odt, ods). Usage: make.py DIR; prints the manifest as JSON."""
+class each should get: reportlab and cairo (PDF), python-docx (docx), openpyxl (xlsx) and
+odfpy (odt, ods). Usage: make.py DIR; prints the manifest as JSON."""
 
 import json
 import os
 import sys
+
+import cairo
 
 from docx import Document
 from odf.opendocument import OpenDocumentSpreadsheet, OpenDocumentText
@@ -30,6 +32,20 @@ def pdf(name, lines, klass, detector=None, compress=1):
         y -= 16
     c.showPage()
     c.save()
+    expect(name, klass, detector)
+
+
+def cairo_pdf(name, lines, klass, detector=None):
+    """Cairo subsets fonts: Latin text in a WinAnsi font, other scripts in a CID font
+    (Identity-H) whose codes only its ToUnicode map explains."""
+    surface = cairo.PDFSurface(os.path.join(out, name), 595, 842)
+    c = cairo.Context(surface)
+    c.select_font_face("DejaVu Sans")
+    c.set_font_size(12)
+    for i, line in enumerate(lines):
+        c.move_to(72, 100 + 16 * i)
+        c.show_text(line)
+    surface.finish()
     expect(name, klass, detector)
 
 
@@ -86,6 +102,10 @@ pdf("iban.pdf", ["Pay to DE89 3704 0044 0532 0130 00 by Friday."], "personal", "
 pdf("secret.pdf", ["Board minutes", "Strictly confidential: do not forward."], "sensitive")
 pdf("accents.pdf", ["Société Générale, Zoë Müller, straße 12"], "general")
 pdf("order.pdf", ["Order 1234567812345678 shipped", "Build 2.14.0.1, ticket 4421"], "general")
+
+cairo_pdf("cairo-card.pdf", ["Карта клиента: 4111 1111 1111 1111 ✓"], "personal", "payment-card")
+cairo_pdf("cairo-mail.pdf", ["Ελληνικά κείμενα", "write to zoë@example.com or ops@example.com"], "personal", "email")
+cairo_pdf("cairo-plain.pdf", ["Заказ 1234567812345678, версия 2.1.0"], "general")
 
 docx("card.docx", [["Card: ", "4111 1111 ", "1111 1111"]], "personal", "payment-card")
 docx("mail.docx", [["Contact ", "jane.roe@example.com", " for details"]], "personal", "email")

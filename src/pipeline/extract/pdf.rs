@@ -5,16 +5,22 @@
 
 use std::io::{self, BufRead, Read};
 
+mod fonts;
+
+use fonts::{CMap, Fonts};
+
 use super::text::latin1_into;
 use super::{Sink, Stopped};
 
 /// A PDF token that matters for text.
-enum Token<'a> {
+pub(super) enum Token<'a> {
     String(&'a [u8]),
     /// A name (`/Encrypt`), operator (`Tj`) or number.
     Word(&'a [u8]),
     ArrayStart,
     ArrayEnd,
+    DictStart,
+    DictEnd,
 }
 
 #[derive(Clone, Copy)]
@@ -23,6 +29,8 @@ enum Lex {
     Comment,
     /// After one `<`: a hex string or a dictionary.
     Lt,
+    /// After one `>` outside a hex string: the end of a dictionary, or nothing.
+    Gt,
     Hex,
     Literal,
     Escape,
@@ -33,7 +41,7 @@ enum Lex {
 }
 
 /// Splits PDF syntax into tokens, one byte at a time, so input can arrive in any pieces.
-struct Lexer {
+pub(super) struct Lexer {
     state: Lex,
     word: Vec<u8>,
     string: Vec<u8>,
@@ -46,7 +54,7 @@ const MAX_WORD: usize = 128;
 const MAX_STRING: usize = 1 << 16;
 
 impl Lexer {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             state: Lex::Normal,
             word: Vec::with_capacity(MAX_WORD),
@@ -71,7 +79,7 @@ impl Lexer {
         }
     }
 
-    fn push(&mut self, b: u8, emit: &mut impl FnMut(Token)) {
+    pub(super) fn push(&mut self, b: u8, emit: &mut impl FnMut(Token)) {
         match self.state {
             Lex::Normal => match b {
                 b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' | 0 => self.end_word(emit),
@@ -88,7 +96,11 @@ impl Lexer {
                     self.end_word(emit);
                     self.state = Lex::Lt;
                 }
-                b'>' | b'{' | b'}' => self.end_word(emit),
+                b'>' => {
+                    self.end_word(emit);
+                    self.state = Lex::Gt;
+                }
+                b'{' | b'}' => self.end_word(emit),
                 b'[' => {
                     self.end_word(emit);
                     emit(Token::ArrayStart);
@@ -112,9 +124,18 @@ impl Lexer {
                     self.state = Lex::Normal;
                 }
             }
+            Lex::Gt => {
+                self.state = Lex::Normal;
+                if b == b'>' {
+                    emit(Token::DictEnd);
+                } else {
+                    self.push(b, emit);
+                }
+            }
             Lex::Lt => {
                 if b == b'<' {
                     self.state = Lex::Normal;
+                    emit(Token::DictStart);
                 } else {
                     self.state = Lex::Hex;
                     self.nibble = None;
@@ -191,18 +212,17 @@ impl Lexer {
     }
 }
 
-/// Writes a PDF string as UTF-8: UTF-16BE when it starts with a byte-order mark, otherwise
-/// its bytes as Latin-1 (close to PDFDocEncoding and WinAnsiEncoding for text).
-fn write_string(s: &[u8], out: &mut Vec<u8>) {
-    if let Some(units) = s.strip_prefix(b"\xfe\xff") {
+/// Writes a PDF string as UTF-8: through the font's character map when it has one,
+/// UTF-16BE when it starts with a byte-order mark, otherwise its bytes as Latin-1 (close
+/// to PDFDocEncoding and WinAnsiEncoding for text).
+fn write_string(s: &[u8], cmap: Option<&CMap>, out: &mut Vec<u8>) {
+    if let Some(cmap) = cmap {
+        cmap.decode(s, out);
+    } else if let Some(units) = s.strip_prefix(b"\xfe\xff") {
         let units = units
             .chunks_exact(2)
             .map(|p| u16::from_be_bytes([p[0], p[1]]));
-        for c in char::decode_utf16(units) {
-            let mut tmp = [0u8; 4];
-            let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
-            out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
-        }
+        push_utf16(units, out);
     } else {
         let at = out.len();
         out.resize(at + s.len() * 2, 0);
@@ -211,30 +231,57 @@ fn write_string(s: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+fn push_utf16(units: impl IntoIterator<Item = u16>, out: &mut Vec<u8>) {
+    for c in char::decode_utf16(units) {
+        let mut tmp = [0u8; 4];
+        let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+        out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+    }
+}
+
 /// Text-showing operators, turned into the text they show.
-struct Content {
+struct Content<'f> {
     lexer: Lexer,
     in_array: bool,
+    fonts: &'f Fonts,
+    /// The last name seen, the operand of `Tf`.
+    name: Vec<u8>,
+    font: Option<&'f CMap>,
 }
 
 /// A gap in a `TJ` array wider than this (in thousandths of the font size) is a word space.
 const WORD_GAP: f64 = 200.0;
 
-impl Content {
-    fn new() -> Self {
+impl<'f> Content<'f> {
+    fn new(fonts: &'f Fonts) -> Self {
         Self {
             lexer: Lexer::new(),
             in_array: false,
+            fonts,
+            name: Vec::new(),
+            font: None,
         }
     }
 
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        let in_array = &mut self.in_array;
+        let Self {
+            lexer,
+            in_array,
+            fonts,
+            name,
+            font,
+        } = self;
         for &b in bytes {
-            self.lexer.push(b, &mut |token| match token {
-                Token::String(s) => write_string(s, out),
+            lexer.push(b, &mut |token| match token {
+                Token::String(s) => write_string(s, *font, out),
                 Token::ArrayStart => *in_array = true,
                 Token::ArrayEnd => *in_array = false,
+                Token::DictStart | Token::DictEnd => {}
+                Token::Word(w) if w.starts_with(b"/") => {
+                    name.clear();
+                    name.extend_from_slice(w);
+                }
+                Token::Word(b"Tf") => *font = fonts.cmap(name),
                 Token::Word(w) => {
                     if *in_array {
                         let gap = std::str::from_utf8(w)
@@ -355,18 +402,34 @@ fn stream_kind(dict: &[u8]) -> StreamKind {
 /// Raw bytes kept before a `stream` keyword to read its dictionary from.
 const MAX_DICT: usize = 4096;
 
-/// Reads a whole PDF, writing its text to `sink`.
-pub fn extract<R: BufRead>(reader: &mut R, sink: &mut Sink) -> Result<(), Stopped> {
+/// What a pass over a PDF does with what the walk finds.
+trait Visitor {
+    /// `N G obj` begins object N.
+    fn object(&mut self, number: u32);
+    /// A token outside streams.
+    fn token(&mut self, token: &Token);
+    /// How to read the stream whose dictionary is `dict`.
+    fn stream(&mut self, dict: &[u8]) -> StreamKind;
+    /// Decoded data of the stream being read.
+    fn data(&mut self, bytes: &[u8]) -> Result<(), Stopped>;
+    fn end_stream(&mut self) -> Result<(), Stopped>;
+    fn partial(&mut self, reason: String);
+    fn stopped(&self) -> bool;
+}
+
+/// Reads a PDF front to back, telling `visitor` what it finds.
+fn walk<R: BufRead, V: Visitor>(reader: &mut R, visitor: &mut V) -> Result<(), Stopped> {
     let mut body = Lexer::new();
     let mut dict: Vec<u8> = Vec::with_capacity(MAX_DICT);
-    let mut out: Vec<u8> = Vec::with_capacity(1 << 16);
+    // The last two numbers, for `N G obj`.
+    let mut numbers: [Option<u32>; 2] = [None, None];
     loop {
         let chunk = match reader.fill_buf() {
             Ok([]) => break,
             Ok(chunk) => chunk,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                sink.partial(format!("the PDF could not be read to its end: {e}"));
+                visitor.partial(format!("the PDF could not be read to its end: {e}"));
                 break;
             }
         };
@@ -378,16 +441,24 @@ pub fn extract<R: BufRead>(reader: &mut R, sink: &mut Sink) -> Result<(), Stoppe
             }
             dict.push(b);
             let mut event = None;
-            body.push(b, &mut |token| match token {
-                Token::String(s) => {
-                    write_string(s, &mut out);
-                    out.push(b'\n');
+            body.push(b, &mut |token| {
+                match &token {
+                    Token::Word(b"stream") => event = Some(Event::Stream),
+                    Token::Word(b"obj") => {
+                        if let [Some(n), Some(_)] = numbers {
+                            event = Some(Event::Object(n));
+                        }
+                    }
+                    _ => {}
                 }
-                Token::Word(b"stream") => event = Some(Event::Stream),
-                Token::Word(b"obj") => event = Some(Event::Object),
-                Token::Word(b"/Encrypt") => event = Some(Event::Encrypted),
-                Token::Word(b"/Identity-H" | b"/Identity-V") => event = Some(Event::CidFont),
-                _ => {}
+                numbers = match &token {
+                    Token::Word(w) => [
+                        numbers[1],
+                        std::str::from_utf8(w).ok().and_then(|w| w.parse().ok()),
+                    ],
+                    _ => [None, None],
+                };
+                visitor.token(&token);
             });
             match event {
                 Some(Event::Stream) => {
@@ -395,65 +466,54 @@ pub fn extract<R: BufRead>(reader: &mut R, sink: &mut Sink) -> Result<(), Stoppe
                     stream_starts = Some(b);
                     break;
                 }
-                Some(Event::Object) => dict.clear(),
-                Some(Event::Encrypted) => {
-                    sink.partial("the PDF is encrypted; its text cannot be read".into())
+                Some(Event::Object(n)) => {
+                    dict.clear();
+                    visitor.object(n);
                 }
-                Some(Event::CidFont) => sink.partial(
-                    "the PDF uses CID-keyed fonts (Identity encoding), whose text is not read"
-                        .into(),
-                ),
                 None => {}
             }
         }
         reader.consume(used);
-        if out.len() >= 1 << 15 {
-            sink.write(&out)?;
-            out.clear();
-        }
         if let Some(delimiter) = stream_starts {
-            sink.write(&out)?;
-            out.clear();
             if delimiter == b'\r' {
                 if let Ok([b'\n', ..]) = reader.fill_buf() {
                     reader.consume(1);
                 }
             }
-            read_stream(reader, stream_kind(&dict), sink)?;
+            let kind = visitor.stream(&dict);
+            read_stream(reader, kind, visitor)?;
             dict.clear();
             body = Lexer::new();
         }
-        if sink.stopped() {
+        if visitor.stopped() {
             return Err(Stopped);
         }
     }
-    sink.write(&out)
+    Ok(())
 }
 
 enum Event {
     Stream,
-    Object,
-    Encrypted,
-    CidFont,
+    Object(u32),
 }
 
 /// Reads one stream's data, from just after `stream` to its end.
-fn read_stream<R: BufRead>(
+fn read_stream<R: BufRead, V: Visitor>(
     reader: &mut R,
     kind: StreamKind,
-    sink: &mut Sink,
+    visitor: &mut V,
 ) -> Result<(), Stopped> {
-    let mut content = Content::new();
     let filters = match kind {
         StreamKind::Text(filters) if filters.is_empty() => {
-            return skip_to_end(reader, Some(&mut content), sink)
+            skip_to_end(reader, Some(&mut *visitor))?;
+            return visitor.end_stream();
         }
         StreamKind::Text(filters) => filters,
         StreamKind::Skip(reason) => {
             if let Some(reason) = reason {
-                sink.partial(reason);
+                visitor.partial(reason);
             }
-            return skip_to_end(reader, None, sink);
+            return skip_to_end::<R, V>(reader, None);
         }
     };
     // Every filter read here marks its own end, so the first one stops at the end of the
@@ -472,28 +532,120 @@ fn read_stream<R: BufRead>(
         };
     }
     let mut buf = vec![0u8; 1 << 15];
-    let mut out = Vec::with_capacity(1 << 16);
     let failed = loop {
         match decoded.read(&mut buf) {
             Ok(0) => break None,
-            Ok(n) => {
-                content.feed(&buf[..n], &mut out);
-                sink.write(&out)?;
-                out.clear();
-            }
+            Ok(n) => visitor.data(&buf[..n])?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => break Some(e),
         }
     };
     drop(decoded);
-    sink.write(b"\n")?;
+    visitor.end_stream()?;
     match failed {
         None => Ok(()),
         Some(e) => {
-            sink.partial(format!("a compressed PDF stream is corrupt: {e}"));
-            skip_to_end(reader, None, sink)
+            visitor.partial(format!("a compressed PDF stream is corrupt: {e}"));
+            skip_to_end::<R, V>(reader, None)
         }
     }
+}
+
+/// The second pass: the text, through the fonts' character maps the first pass found.
+struct Text<'s, 'a> {
+    sink: &'s mut Sink<'a>,
+    fonts: &'s Fonts,
+    content: Content<'s>,
+    out: Vec<u8>,
+}
+
+impl Visitor for Text<'_, '_> {
+    fn object(&mut self, _: u32) {}
+
+    fn token(&mut self, token: &Token) {
+        match token {
+            Token::String(s) => {
+                write_string(s, None, &mut self.out);
+                self.out.push(b'\n');
+            }
+            Token::Word(b"/Encrypt") => self
+                .sink
+                .partial("the PDF is encrypted; its text cannot be read".into()),
+            Token::Word(b"/Identity-H" | b"/Identity-V") if self.fonts.is_empty() => {
+                self.sink.partial(
+                    "the PDF uses CID-keyed fonts (Identity encoding) without character maps; \
+                     their text is not read"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+    }
+
+    fn stream(&mut self, dict: &[u8]) -> StreamKind {
+        self.content = Content::new(self.fonts);
+        stream_kind(dict)
+    }
+
+    fn data(&mut self, bytes: &[u8]) -> Result<(), Stopped> {
+        self.content.feed(bytes, &mut self.out);
+        self.sink.write(&self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    fn end_stream(&mut self) -> Result<(), Stopped> {
+        self.out.push(b'\n');
+        self.sink.write(&self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    fn partial(&mut self, reason: String) {
+        self.sink.partial(reason);
+    }
+
+    fn stopped(&self) -> bool {
+        self.sink.stopped()
+    }
+}
+
+/// Reads a PDF that cannot be read twice, writing its text to `sink`; fonts with their own
+/// character maps are read as Latin-1.
+pub fn extract<R: BufRead>(reader: &mut R, sink: &mut Sink) -> Result<(), Stopped> {
+    text_pass(reader, &Fonts::default(), sink)
+}
+
+/// Reads a PDF file twice: once for its fonts' character maps (ToUnicode), then for its
+/// text.
+pub fn extract_file(file: &std::fs::File, sink: &mut Sink) -> Result<(), Stopped> {
+    use std::io::{Seek, SeekFrom};
+    let mut reader = file;
+    let fonts = match reader.seek(SeekFrom::Start(0)) {
+        Ok(_) => fonts::collect(&mut io::BufReader::with_capacity(1 << 16, file), sink)?,
+        Err(_) => Fonts::default(),
+    };
+    if let Err(e) = reader.seek(SeekFrom::Start(0)) {
+        sink.partial(format!("the PDF could not be read again: {e}"));
+        return Ok(());
+    }
+    text_pass(
+        &mut io::BufReader::with_capacity(1 << 16, file),
+        &fonts,
+        sink,
+    )
+}
+
+fn text_pass<R: BufRead>(reader: &mut R, fonts: &Fonts, sink: &mut Sink) -> Result<(), Stopped> {
+    let mut text = Text {
+        sink,
+        fonts,
+        content: Content::new(fonts),
+        out: Vec::with_capacity(1 << 16),
+    };
+    walk(reader, &mut text)?;
+    let out = std::mem::take(&mut text.out);
+    text.sink.write(&out)
 }
 
 /// ASCII85 (`/ASCII85Decode`): groups of five characters for four bytes, `z` for four zero
@@ -637,15 +789,13 @@ impl<R: BufRead> Read for AsciiHex<R> {
     }
 }
 
-/// Reads up to and including `endstream`, passing the bytes to `content` if given.
-fn skip_to_end<R: BufRead>(
+/// Reads up to and including `endstream`, passing the bytes to `visitor` if given.
+fn skip_to_end<R: BufRead, V: Visitor>(
     reader: &mut R,
-    mut content: Option<&mut Content>,
-    sink: &mut Sink,
+    mut visitor: Option<&mut V>,
 ) -> Result<(), Stopped> {
     const END: &[u8] = b"endstream";
     let mut matched = 0;
-    let mut out = Vec::new();
     loop {
         let chunk = match reader.fill_buf() {
             Ok([]) => break,
@@ -669,18 +819,13 @@ fn skip_to_end<R: BufRead>(
                 break;
             }
         }
-        if let Some(content) = content.as_deref_mut() {
-            content.feed(&chunk[..used], &mut out);
-            sink.write(&out)?;
-            out.clear();
+        if let Some(visitor) = visitor.as_deref_mut() {
+            visitor.data(&chunk[..used])?;
         }
         reader.consume(used);
-        if found || sink.stopped() {
+        if found {
             break;
         }
     }
-    if sink.stopped() {
-        return Err(Stopped);
-    }
-    sink.write(b"\n")
+    Ok(())
 }

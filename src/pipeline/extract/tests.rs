@@ -481,3 +481,129 @@ fn pdf_filter_chains_are_undone_in_order() {
     let reason = examine_bytes(&lzw, &limits(1 << 30)).partial.unwrap();
     assert!(reason.contains("LZWDecode"), "{reason}");
 }
+
+/// A CMap program mapping each code (of `width` bytes, from 1) to one character of
+/// `alphabet`, as font-subsetting writers number glyphs.
+fn to_unicode(alphabet: &str, width: usize) -> Vec<u8> {
+    let mut entries = String::new();
+    for (i, c) in alphabet.chars().enumerate() {
+        entries.push_str(&format!(
+            "<{:0w$x}> <{:04x}>\n",
+            i + 1,
+            c as u32,
+            w = width * 2
+        ));
+    }
+    let digits = format!("<{:0w$x}> <{:0w$x}>", 0x60, 0x69, w = width * 2);
+    format!(
+        "/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n\
+         1 begincodespacerange <{lo}> <{hi}> endcodespacerange\n\
+         {n} beginbfchar\n{entries}endbfchar\n\
+         1 beginbfrange {digits} <0030> endbfrange\n\
+         endcmap CMapName currentdict /CMap defineresource pop end end",
+        lo = "00".repeat(width),
+        hi = "ff".repeat(width),
+        n = alphabet.chars().count(),
+    )
+    .into_bytes()
+}
+
+/// Codes for `text` under [`to_unicode`]`(alphabet)`, as a hex string; digits use the range
+/// from 0x60.
+fn encode(alphabet: &str, text: &str, width: usize) -> String {
+    let codes: String = text
+        .chars()
+        .map(|c| {
+            let code = match c.to_digit(10) {
+                Some(d) => 0x60 + d as usize,
+                None => alphabet.chars().position(|a| a == c).unwrap() + 1,
+            };
+            format!("{code:0w$x}", w = width * 2)
+        })
+        .collect();
+    format!("<{codes}>")
+}
+
+#[test]
+fn pdf_fonts_with_their_own_codes_are_read_through_their_maps() {
+    let alphabet = "Card :pswo";
+    for width in [1, 2] {
+        let content = format!(
+            "BT /F1 12 Tf {} Tj ET BT /F2 9 Tf (Card 4111) Tj ET",
+            encode(alphabet, "Card 4111 1111 1111 1111 password", width)
+        );
+        let font = if width == 2 {
+            "<< /Type /Font /Subtype /Type0 /Encoding /Identity-H /ToUnicode 6 0 R >>"
+        } else {
+            "<< /Type /Font /Subtype /TrueType /ToUnicode 6 0 R >>"
+        };
+        let pdf = pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Page /Resources << /Font << /F1 5 0 R /F2 7 0 R >> >> /Contents 4 0 R >>"
+                .to_vec(),
+            b"<< >>".to_vec(),
+            stream("", content.as_bytes()),
+            font.as_bytes().to_vec(),
+            stream("", &to_unicode(alphabet, width)),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        ]);
+        let e = examine_bytes(&pdf, &limits(1 << 30));
+        assert_eq!(e.partial, None, "width {width}");
+        assert_eq!(e.classification.class, Class::Sensitive, "width {width}");
+    }
+    // Without the map the codes are no text, and an Identity font says so.
+    let content = format!("BT /F1 12 Tf {} Tj ET", encode(alphabet, "password", 2));
+    let pdf = pdf_of(&[
+        b"<< /Type /Catalog >>".to_vec(),
+        b"<< /Font << /F1 3 0 R >> >>".to_vec(),
+        b"<< /Type /Font /Subtype /Type0 /Encoding /Identity-H >>".to_vec(),
+        stream("", content.as_bytes()),
+    ]);
+    let e = examine_bytes(&pdf, &limits(1 << 30));
+    assert!(e.partial.unwrap().contains("Identity"));
+    assert_eq!(e.classification.class, Class::Personal);
+}
+
+#[test]
+fn pdf_fonts_inside_object_streams_are_found() {
+    let alphabet = "Card ";
+    let content = format!(
+        "BT /F7 12 Tf {} Tj ET",
+        encode(alphabet, "Card 4111 1111 1111 1111", 2)
+    );
+    // Objects 5 (resources) and 6 (the font) packed in object stream 8.
+    let packed_objects = [
+        "<< /Font << /F7 6 0 R >> >>",
+        "<< /Type /Font /Subtype /Type0 /Encoding /Identity-H /ToUnicode 7 0 R >>",
+    ];
+    let mut header = String::new();
+    let mut body = String::new();
+    for (i, o) in packed_objects.iter().enumerate() {
+        header.push_str(&format!("{} {} ", 5 + i, body.len()));
+        body.push_str(o);
+        body.push('\n');
+    }
+    let packed = format!("{header}{body}");
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(packed.as_bytes()).unwrap();
+    let packed = z.finish().unwrap();
+    let pdf = pdf_of(&[
+        b"<< /Type /Catalog >>".to_vec(),
+        b"<< /Type /Page /Resources 5 0 R /Contents 4 0 R >>".to_vec(),
+        b"<< >>".to_vec(),
+        stream("", content.as_bytes()),
+        b"null".to_vec(),
+        b"null".to_vec(),
+        stream("", &to_unicode(alphabet, 2)),
+        stream(
+            &format!(
+                "/Type /ObjStm /N 2 /First {} /Filter /FlateDecode",
+                header.len()
+            ),
+            &packed,
+        ),
+    ]);
+    let e = examine_bytes(&pdf, &limits(1 << 30));
+    assert_eq!(e.partial, None);
+    assert_eq!(e.classification.detectors.get("payment-card"), Some(&1));
+}
