@@ -57,6 +57,7 @@ fn main() {
             },
             classification: "general".into(),
             backed_up_ms: 1_700_000_000_000 + id,
+            route: Default::default(),
         });
         if batch.len() == 20_000 {
             write_batch(&repo, &batch, &[]).expect("write batch");

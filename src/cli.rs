@@ -373,7 +373,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         }
     }
     crate::pipeline::upload::credentials(&cfg.destination).map_err(anyhow::Error::msg)?;
-    if let Some(warning) = settings.allowed_warning() {
+    for warning in settings.allowed_warnings() {
         eprintln!("warning: {warning}");
     }
     println!("{}: ok", path.display());

@@ -46,6 +46,9 @@ pub struct Config {
     pub classify: ClassifyConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// `[class.sensitive]`, `[class.personal]`, `[class.general]`.
+    #[serde(default)]
+    pub class: ClassesConfig,
     #[serde(default)]
     pub scan: ScanConfig,
     pub encrypt: EncryptConfig,
@@ -203,6 +206,176 @@ pub struct PolicyConfig {
     pub reject_type_mismatch: bool,
 }
 
+/// What applies to the files of each class once classify has told it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassesConfig {
+    pub sensitive: ClassConfig,
+    pub personal: ClassConfig,
+    pub general: ClassConfig,
+}
+
+/// `[class.CLASS]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClassConfig {
+    /// Larger files of this class are rejected (as gate 1, right after classify); unset,
+    /// only `policy.max-file-size` applies.
+    pub max_file_size: Option<ByteSize>,
+    /// Where this class's content objects go (`PREFIX/data/XX/NAME`), relative to the bucket
+    /// root like `destination.prefix`; unset, the default content prefix
+    /// (`destination.shared-prefix`, else `destination.prefix`). Must be inside
+    /// `destination.allowed`.
+    pub prefix: Option<String>,
+    /// The S3 storage class of this class's content objects (STANDARD_IA, ...); unset,
+    /// `destination.storage-class`. A directory destination records it only.
+    pub storage_class: Option<String>,
+}
+
+/// The config keys of one class's settings, for errors.
+struct ClassKeys {
+    class: crate::pipeline::classify::Class,
+    max_file_size: &'static str,
+    prefix: &'static str,
+    storage_class: &'static str,
+}
+
+impl ClassesConfig {
+    pub fn get(&self, class: crate::pipeline::classify::Class) -> &ClassConfig {
+        use crate::pipeline::classify::Class;
+        match class {
+            Class::Sensitive => &self.sensitive,
+            Class::Personal => &self.personal,
+            Class::General => &self.general,
+        }
+    }
+
+    /// Each class with its settings and their keys.
+    fn each(&self) -> [(&ClassConfig, ClassKeys); 3] {
+        use crate::pipeline::classify::Class;
+        [
+            (
+                &self.sensitive,
+                ClassKeys {
+                    class: Class::Sensitive,
+                    max_file_size: "class.sensitive.max-file-size",
+                    prefix: "class.sensitive.prefix",
+                    storage_class: "class.sensitive.storage-class",
+                },
+            ),
+            (
+                &self.personal,
+                ClassKeys {
+                    class: Class::Personal,
+                    max_file_size: "class.personal.max-file-size",
+                    prefix: "class.personal.prefix",
+                    storage_class: "class.personal.storage-class",
+                },
+            ),
+            (
+                &self.general,
+                ClassKeys {
+                    class: Class::General,
+                    max_file_size: "class.general.max-file-size",
+                    prefix: "class.general.prefix",
+                    storage_class: "class.general.storage-class",
+                },
+            ),
+        ]
+    }
+
+    /// Where each class's content goes, given the destination's defaults.
+    pub fn routes(&self, dest: &DestinationConfig) -> crate::pipeline::upload::Routes {
+        use crate::pipeline::upload::Route;
+        let mut routes = crate::pipeline::upload::Routes::default();
+        for (class, keys) in self.each() {
+            let route = Route {
+                prefix: class
+                    .prefix
+                    .as_deref()
+                    .unwrap_or(dest.content_prefix())
+                    .trim_matches('/')
+                    .to_string(),
+                storage_class: class
+                    .storage_class
+                    .clone()
+                    .or_else(|| dest.storage_class.clone()),
+            };
+            if class.prefix.is_some() {
+                routes.own_prefix.push(keys.class);
+            }
+            match keys.class {
+                crate::pipeline::classify::Class::Sensitive => routes.sensitive = route,
+                crate::pipeline::classify::Class::Personal => routes.personal = route,
+                crate::pipeline::classify::Class::General => routes.general = route,
+            }
+        }
+        routes
+    }
+
+    /// The classes' own prefixes (trimmed), each once.
+    pub fn prefixes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .each()
+            .iter()
+            .filter_map(|(c, _)| c.prefix.as_deref())
+            .map(|p| p.trim_matches('/').to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The size limits gate 1 applies once the class is known.
+    pub fn max_file_sizes(&self) -> crate::pipeline::gate1::ClassSizes {
+        crate::pipeline::gate1::ClassSizes {
+            sensitive: self.sensitive.max_file_size.map(|b| b.0),
+            personal: self.personal.max_file_size.map(|b| b.0),
+            general: self.general.max_file_size.map(|b| b.0),
+        }
+    }
+
+    fn validate(
+        &mut self,
+        policy: &PolicyConfig,
+        dest: &DestinationConfig,
+    ) -> Result<(), (&'static str, String)> {
+        use crate::pipeline::gate1::human_size;
+        for class in [&mut self.sensitive, &mut self.personal, &mut self.general] {
+            if let Some(sc) = &mut class.storage_class {
+                *sc = sc.trim().to_ascii_uppercase();
+            }
+        }
+        for (class, keys) in self.each() {
+            if let Some(prefix) = &class.prefix {
+                dest.check_route_prefix(prefix)
+                    .map_err(|m| (keys.prefix, m))?;
+            }
+            if let Some(sc) = &class.storage_class {
+                check_storage_class(sc).map_err(|m| (keys.storage_class, m))?;
+            }
+            match class.max_file_size {
+                Some(ByteSize(0)) => {
+                    return Err((keys.max_file_size, "must be greater than 0".into()))
+                }
+                Some(max) if max > policy.max_file_size => {
+                    return Err((
+                        keys.max_file_size,
+                        format!(
+                            "{} is over policy.max-file-size ({}), which refuses larger files \
+                             of every class first; lower it or raise policy.max-file-size",
+                            human_size(max.0),
+                            human_size(policy.max_file_size.0)
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ScanConfig {
@@ -270,6 +443,10 @@ pub struct DestinationConfig {
     pub region: String,
     #[serde(default)]
     pub path_style: bool,
+    /// The S3 storage class of content objects (STANDARD_IA, ...) unless their class's
+    /// route names one; unset, the bucket's default (STANDARD). Catalog files always use
+    /// the default. A directory destination records it only.
+    pub storage_class: Option<String>,
     /// Gate 2 refuses any object URL outside these.
     pub allowed: Vec<String>,
     #[serde(default = "default_multipart_threshold")]
@@ -558,12 +735,13 @@ impl Settings {
         crate::secret::read_credential(name)
     }
 
-    /// A warning when `destination.allowed` does not cover the destination itself: gate 2
-    /// would then refuse every upload.
-    pub fn allowed_warning(&self) -> Option<String> {
+    /// Warnings about `destination.allowed`: when it does not cover the destination itself
+    /// (gate 2 would then refuse every upload), or a class's route (gate 2 would refuse
+    /// every file of that class).
+    pub fn allowed_warnings(&self) -> Vec<String> {
         let dest = &self.raw.destination;
         let gate2 = crate::pipeline::gate2::Gate2::new(&dest.allowed);
-        [dest.content_url(), dest.base_url()]
+        let mut out: Vec<String> = [dest.content_url(), dest.base_url()]
             .into_iter()
             .find(|url| gate2.destination_allowed(url).is_err())
             .map(|url| {
@@ -573,6 +751,24 @@ impl Settings {
                     dest.allowed
                 )
             })
+            .into_iter()
+            .collect();
+        for (class, keys) in self.raw.class.each() {
+            let Some(prefix) = &class.prefix else {
+                continue;
+            };
+            let url = join_url(&dest.root_url(), prefix);
+            if gate2.destination_allowed(&url).is_err() {
+                out.push(format!(
+                    "{} routes {} files to {url}, outside destination.allowed {:?}: gate 2 \
+                     will refuse to upload every one of them",
+                    keys.prefix,
+                    keys.class.as_str(),
+                    dest.allowed
+                ));
+            }
+        }
+        out
     }
 
     /// Sets `mount.source` and `mount.mountpoint` from the command line (relative to the
@@ -713,8 +909,14 @@ impl Config {
         self.policy
             .normalize()
             .map_err(|(key, message)| invalid(key, message))?;
+        if let Some(sc) = &mut self.destination.storage_class {
+            *sc = sc.trim().to_ascii_uppercase();
+        }
         self.destination
             .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
+        self.class
+            .validate(&self.policy, &self.destination)
             .map_err(|(key, message)| invalid(key, message))?;
         let blacklist = compile_globs(&self.policy.blacklist)
             .map_err(|message| invalid("policy.blacklist", message))?;
@@ -939,7 +1141,37 @@ impl DestinationConfig {
         if self.part_size.0 < 5 << 20 {
             return Err(("destination.part-size", "must be at least 5MiB".into()));
         }
+        if let Some(sc) = &self.storage_class {
+            check_storage_class(sc).map_err(|m| ("destination.storage-class", m))?;
+        }
         Ok(())
+    }
+
+    /// A class's own prefix must be relative, without `..`, and must not lie where the
+    /// repository keeps other things: the catalog, the host markers, the prune list, or
+    /// the default `data/` directory.
+    fn check_route_prefix(&self, prefix: &str) -> Result<(), String> {
+        if prefix.starts_with('/') || prefix.split('/').any(|c| c == "..") {
+            return Err("must be relative and must not contain `..`".into());
+        }
+        let prefix = prefix.trim_matches('/');
+        let shared = self.content_prefix();
+        let reserved = [
+            join_url(&self.prefix, "catalog"),
+            join_url(shared, "hosts"),
+            join_url(shared, "prune"),
+            join_url(shared, "data"),
+        ];
+        match reserved
+            .iter()
+            .find(|r| prefix == r.as_str() || prefix.starts_with(&format!("{r}/")))
+        {
+            Some(r) => Err(format!(
+                "`{prefix}` is inside `{r}/`, where backupfs keeps other objects; choose a \
+                 prefix of its own, such as \"personal\""
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Where content objects go: `shared-prefix`, or else `prefix`.
@@ -998,6 +1230,40 @@ fn key_at(text: &str, line: usize) -> Option<String> {
         Some(section) => format!("{section}.{name}"),
         None => name.to_string(),
     })
+}
+
+/// S3's storage classes that backupfs can read back directly.
+pub const STORAGE_CLASSES: [&str; 10] = [
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "REDUCED_REDUNDANCY",
+    "EXPRESS_ONEZONE",
+    "OUTPOSTS",
+    "SNOW",
+    "FSX_OPENZFS",
+];
+
+/// A storage class must be one of S3's, and one whose objects can be read at once:
+/// restore, verify and `ls` read objects back, and an archived one must be restored
+/// first.
+fn check_storage_class(name: &str) -> Result<(), String> {
+    if STORAGE_CLASSES.contains(&name) {
+        return Ok(());
+    }
+    if ["GLACIER", "DEEP_ARCHIVE"].contains(&name) {
+        return Err(format!(
+            "\"{name}\" objects cannot be read until they are restored, so restore and verify \
+             would fail; use GLACIER_IR, or a bucket lifecycle rule that moves old objects to \
+             {name}"
+        ));
+    }
+    Err(format!(
+        "\"{name}\" is not an S3 storage class; use one of {}",
+        STORAGE_CLASSES.join(", ")
+    ))
 }
 
 /// Joins URL segments with exactly one slash between them.

@@ -68,7 +68,7 @@ pub fn run(config_path: &Path, args: MountArgs) -> anyhow::Result<()> {
         Ok(n) => tracing::info!(limit = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
-    if let Some(warning) = settings.allowed_warning() {
+    for warning in settings.allowed_warnings() {
         tracing::warn!("{warning}");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -280,12 +280,14 @@ fn build_stages(
             allowed_types: cfg.policy.allowed_types.clone(),
             denied_types: cfg.policy.denied_types.clone(),
             reject_type_mismatch: cfg.policy.reject_type_mismatch,
+            class_max_file_size: cfg.class.max_file_sizes(),
         },
         scanner: Scanner::new(settings.clamd.clone(), cfg.scan.max_stream_size.0),
         quarantine,
         sealer,
         gate2: Gate2::new(&cfg.destination.allowed),
         namer: ObjectNamer::new(passphrase, cfg.destination.content_prefix()),
+        routes: cfg.class.routes(&cfg.destination),
         destination,
         condemned,
         passphrase: passphrase_check,

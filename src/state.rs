@@ -23,6 +23,8 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+pub use crate::pipeline::upload::Route;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state directory {path}: {source}")]
@@ -98,6 +100,8 @@ pub struct Version<'a> {
     pub size: u64,
     pub attrs: Attrs,
     pub classification: &'a str,
+    /// The prefix and storage class the content object went to.
+    pub route: &'a Route,
 }
 
 /// The attributes a restore gives back.
@@ -169,6 +173,8 @@ pub struct CatalogRow {
     pub attrs: Attrs,
     pub classification: String,
     pub backed_up_ms: i64,
+    /// Where the content object went: its prefix and storage class. A directory has none.
+    pub route: Route,
 }
 
 impl CatalogRow {
@@ -184,6 +190,7 @@ impl CatalogRow {
             attrs,
             classification: DIR_CLASS.to_string(),
             backed_up_ms,
+            route: Route::default(),
         }
     }
 
@@ -197,6 +204,8 @@ impl CatalogRow {
 pub struct Stored {
     pub object: String,
     pub classification: String,
+    /// The storage class the object was stored in, if one was asked for.
+    pub storage_class: Option<String>,
 }
 
 /// The attributes that tell whether a file changed since the pipeline last saw it.
@@ -268,7 +277,7 @@ pub struct State {
 
 /// Columns added to `catalog` after its first release, with their definitions; added to
 /// older databases on open.
-const CATALOG_COLUMNS: [(&str, &str); 7] = [
+const CATALOG_COLUMNS: [(&str, &str); 9] = [
     ("mode", "INTEGER NOT NULL DEFAULT 420"),
     ("uid", "INTEGER NOT NULL DEFAULT 0"),
     ("gid", "INTEGER NOT NULL DEFAULT 0"),
@@ -278,7 +287,14 @@ const CATALOG_COLUMNS: [(&str, &str); 7] = [
     // The version's id in the destination's catalog: random, so that a host whose state
     // was lost, or rebuilt, never reuses the id of a version already there.
     ("vid", "INTEGER"),
+    // The route of the content object: NULL in rows older than routing, whose prefix is
+    // the one their object's key shows.
+    ("prefix", "TEXT"),
+    ("storage_class", "TEXT"),
 ];
+
+/// Columns added to `content` after its first release.
+const CONTENT_COLUMNS: [(&str, &str); 1] = [("storage_class", "TEXT")];
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS content (
@@ -427,15 +443,20 @@ fn new_version_id() -> i64 {
 
 /// Brings a database written by an older release up to the current schema.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let existing: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info('catalog')")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (name, definition) in CATALOG_COLUMNS {
-        if !existing.iter().any(|c| c == name) {
-            conn.execute_batch(&format!(
-                "ALTER TABLE catalog ADD COLUMN {name} {definition}"
-            ))?;
+    for (table, columns) in [
+        ("catalog", &CATALOG_COLUMNS[..]),
+        ("content", &CONTENT_COLUMNS[..]),
+    ] {
+        let existing: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (name, definition) in columns {
+            if !existing.iter().any(|c| c == name) {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {name} {definition}"
+                ))?;
+            }
         }
     }
     conn.execute_batch(
@@ -453,11 +474,11 @@ fn catalog_row(r: &rusqlite::Row) -> rusqlite::Result<CatalogRow> {
     if sha.len() == 32 {
         sha256.copy_from_slice(&sha);
     }
+    let object: String = r.get(3)?;
     Ok(CatalogRow {
         id: r.get(0)?,
         path: path_from(r.get(1)?),
         sha256,
-        object: r.get(3)?,
         size: r.get::<_, i64>(4)? as u64,
         attrs: Attrs {
             mode: r.get(5)?,
@@ -467,11 +488,20 @@ fn catalog_row(r: &rusqlite::Row) -> rusqlite::Result<CatalogRow> {
         },
         classification: r.get(9)?,
         backed_up_ms: r.get(10)?,
+        route: match r.get::<_, Option<String>>(11)? {
+            Some(prefix) => Route {
+                prefix,
+                storage_class: r.get(12)?,
+            },
+            None => Route::of_object(&object),
+        },
+        object,
     })
 }
 
 const CATALOG_ROW: &str =
-    "vid, path, sha256, object, size, mode, uid, gid, mtime_ns, classification, backed_up_ms";
+    "vid, path, sha256, object, size, mode, uid, gid, mtime_ns, classification, \
+     backed_up_ms, prefix, storage_class";
 
 impl State {
     /// Opens (creating if needed) the state directory and its database.
@@ -534,12 +564,13 @@ impl State {
     pub fn object_for(&self, sha256: &[u8; 32]) -> Result<Option<Stored>, StateError> {
         self.conn()
             .query_row(
-                "SELECT object, classification FROM content WHERE sha256 = ?1",
+                "SELECT object, classification, storage_class FROM content WHERE sha256 = ?1",
                 params![&sha256[..]],
                 |row| {
                     Ok(Stored {
                         object: row.get(0)?,
                         classification: row.get(1)?,
+                        storage_class: row.get(2)?,
                     })
                 },
             )
@@ -717,15 +748,24 @@ impl State {
             if let Some((v, new_content)) = &done.version {
                 if *new_content {
                     tx.execute(
-                        "INSERT OR REPLACE INTO content (sha256, object, size, classification, stored_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![&v.sha256[..], v.object, v.size as i64, v.classification, now],
+                        "INSERT OR REPLACE INTO content (sha256, object, size, classification, stored_at,
+                            storage_class)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            &v.sha256[..],
+                            v.object,
+                            v.size as i64,
+                            v.classification,
+                            now,
+                            v.route.storage_class
+                        ],
                     )?;
                 }
                 tx.execute(
                     "INSERT INTO catalog (path, sha256, object, size, mtime, classification,
-                        backed_up_at, mode, uid, gid, mtime_ns, backed_up_ms, vid)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                        backed_up_at, mode, uid, gid, mtime_ns, backed_up_ms, vid, prefix,
+                        storage_class)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                     params![
                         path_bytes(v.path),
                         &v.sha256[..],
@@ -739,7 +779,9 @@ impl State {
                         v.attrs.gid,
                         v.attrs.mtime_ns,
                         now_ms,
-                        new_version_id()
+                        new_version_id(),
+                        v.route.prefix,
+                        v.route.storage_class
                     ],
                 )?;
             }
@@ -983,9 +1025,10 @@ impl State {
                 let at = next_version_ms(tx, &new, now_ms)?;
                 tx.execute(
                     "INSERT INTO catalog (path, sha256, object, size, mtime, classification,
-                        backed_up_at, mode, uid, gid, mtime_ns, backed_up_ms, vid)
+                        backed_up_at, mode, uid, gid, mtime_ns, backed_up_ms, vid, prefix,
+                        storage_class)
                      SELECT ?2, sha256, object, size, mtime, classification, ?3, mode, uid, gid,
-                        mtime_ns, ?4, ?5
+                        mtime_ns, ?4, ?5, prefix, storage_class
                      FROM catalog WHERE path = ?1 ORDER BY backed_up_ms DESC, id DESC LIMIT 1",
                     params![p, new, at.div_euclid(1000), at, new_version_id()],
                 )?;
@@ -1138,11 +1181,12 @@ impl State {
             }
             let mut version = tx.prepare(&format!(
                 "INSERT INTO catalog ({CATALOG_ROW}, mtime, backed_up_at, published)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 1)"
             ))?;
             let mut content = tx.prepare(
-                "INSERT OR REPLACE INTO content (sha256, object, size, classification, stored_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO content (sha256, object, size, classification, stored_at,
+                    storage_class)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for r in rows {
                 version.execute(params![
@@ -1157,6 +1201,8 @@ impl State {
                     r.attrs.mtime_ns,
                     r.classification,
                     r.backed_up_ms,
+                    (!r.is_dir()).then_some(&r.route.prefix),
+                    r.route.storage_class,
                     r.attrs.mtime_ns.div_euclid(1_000_000_000),
                     r.backed_up_ms.div_euclid(1000)
                 ])?;
@@ -1168,7 +1214,8 @@ impl State {
                     r.object,
                     r.size as i64,
                     r.classification,
-                    r.backed_up_ms.div_euclid(1000)
+                    r.backed_up_ms.div_euclid(1000),
+                    r.route.storage_class
                 ])?;
             }
             tx.query_row("SELECT COUNT(*) FROM content", [], |r| r.get::<_, i64>(0))

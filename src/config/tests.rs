@@ -397,3 +397,128 @@ fn personal_threshold_defaults_to_one_and_zero_is_refused() {
         .to_string();
     assert!(e.contains("classify.personal-threshold"), "{e}");
 }
+
+#[test]
+fn classes_set_size_limits_and_routes() {
+    let text = format!(
+        "{}{}",
+        MINIMAL.replace(
+            "allowed = [\"s3://backups/host-a\"]",
+            "allowed = [\"s3://backups/host-a\", \"s3://backups/personal\"]\n\
+             storage-class = \"onezone_ia\""
+        ),
+        "[class.personal]\nmax-file-size = \"10MiB\"\nprefix = \"personal/\"\n\
+         storage-class = \"STANDARD_IA\"\n[class.sensitive]\nstorage-class = \"GLACIER_IR\"\n"
+    );
+    let s = load(&text).unwrap();
+    use crate::pipeline::classify::Class;
+    let sizes = s.raw.class.max_file_sizes();
+    assert_eq!(sizes.get(Class::Personal), Some(10 << 20));
+    assert_eq!(sizes.get(Class::General), None);
+    let routes = s.raw.class.routes(&s.raw.destination);
+    let route = |c| {
+        let r = routes.get(c);
+        (r.prefix.as_str(), r.storage_class.as_deref())
+    };
+    assert_eq!(route(Class::Personal), ("personal", Some("STANDARD_IA")));
+    assert_eq!(route(Class::Sensitive), ("host-a", Some("GLACIER_IR")));
+    assert_eq!(route(Class::General), ("host-a", Some("ONEZONE_IA")));
+    assert_eq!(
+        routes.routed_by(Class::Personal),
+        Some("class.personal.prefix")
+    );
+    assert_eq!(routes.routed_by(Class::Sensitive), None);
+    assert_eq!(s.raw.class.prefixes(), ["personal"]);
+    assert!(
+        s.allowed_warnings().is_empty(),
+        "{:?}",
+        s.allowed_warnings()
+    );
+    // Without classes, everything goes where it always went.
+    let plain = load(MINIMAL).unwrap();
+    let routes = plain.raw.class.routes(&plain.raw.destination);
+    assert_eq!(routes.get(Class::Personal).prefix, "host-a");
+    assert_eq!(routes.get(Class::Personal).storage_class, None);
+    assert!(routes.own_prefix.is_empty());
+}
+
+#[test]
+fn a_route_outside_allowed_is_warned_about_at_start() {
+    let text = format!("{MINIMAL}[class.sensitive]\nprefix = \"vault\"\n");
+    let s = load(&text).unwrap();
+    let warnings = s.allowed_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("class.sensitive.prefix routes sensitive files to s3://backups/vault")
+            && warnings[0].contains("gate 2 will refuse"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn class_errors_name_the_key() {
+    let cases = [
+        (
+            "[class.secret]\nprefix = \"x\"",
+            "unknown field `secret`",
+            "expected one of `sensitive`, `personal`, `general`",
+        ),
+        (
+            "[class.personal]\nstorage-class = \"GLACIER\"",
+            "class.personal.storage-class",
+            "cannot be read until they are restored",
+        ),
+        (
+            "[class.general]\nstorage-class = \"FAST\"",
+            "class.general.storage-class",
+            "\"FAST\" is not an S3 storage class; use one of STANDARD, STANDARD_IA",
+        ),
+        (
+            "[class.personal]\nprefix = \"/abs\"",
+            "class.personal.prefix",
+            "must be relative",
+        ),
+        (
+            "[class.personal]\nprefix = \"a/../b\"",
+            "class.personal.prefix",
+            "must be relative",
+        ),
+        (
+            "[class.personal]\nprefix = \"host-a/catalog/p\"",
+            "class.personal.prefix",
+            "is inside `host-a/catalog/`",
+        ),
+        (
+            "[class.personal]\nprefix = \"host-a/data\"",
+            "class.personal.prefix",
+            "is inside `host-a/data/`",
+        ),
+        (
+            "[class.personal]\nmax-file-size = 0",
+            "class.personal.max-file-size",
+            "must be greater than 0",
+        ),
+        (
+            "[class.sensitive]\nmax-file-size = \"6GiB\"",
+            "class.sensitive.max-file-size",
+            "6 GiB is over policy.max-file-size (5 GiB)",
+        ),
+        (
+            "[class.personal]\nmax-size = \"1MiB\"",
+            "class.personal.max-size",
+            "unknown field",
+        ),
+    ];
+    for (lines, key, message) in cases {
+        let err = load(&format!("{MINIMAL}{lines}\n"))
+            .expect_err(lines)
+            .to_string();
+        assert!(err.contains(key) && err.contains(message), "{lines}: {err}");
+    }
+    let bad = MINIMAL.replace(
+        "allowed = [\"s3://backups/host-a\"]",
+        "allowed = [\"s3://backups/host-a\"]\nstorage-class = \"DEEP_ARCHIVE\"",
+    );
+    let err = load(&bad).unwrap_err().to_string();
+    assert!(err.contains("key `destination.storage-class`"), "{err}");
+}

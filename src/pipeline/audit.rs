@@ -42,6 +42,9 @@ pub struct AuditRecord {
     pub object: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    /// The prefix and storage class of the object's class's route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<super::upload::Route>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -66,6 +69,7 @@ impl AuditRecord {
             partial: None,
             object: None,
             destination: None,
+            route: None,
             reason: None,
         }
     }

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use globset::GlobSet;
 
+use super::classify::Class;
+
 /// Globs on the path inside the mount.
 #[derive(Clone, Debug, Default)]
 pub struct Blacklist(GlobSet);
@@ -34,6 +36,54 @@ pub struct Gate1 {
     pub denied_types: Vec<String>,
     /// Refuse a file whose first bytes contradict its extension.
     pub reject_type_mismatch: bool,
+    /// Each class's own size limit, checked once classify has told the class.
+    pub class_max_file_size: ClassSizes,
+}
+
+/// `class.CLASS.max-file-size` of each class, if set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassSizes {
+    pub sensitive: Option<u64>,
+    pub personal: Option<u64>,
+    pub general: Option<u64>,
+}
+
+impl ClassSizes {
+    pub fn get(&self, class: Class) -> Option<u64> {
+        match class {
+            Class::Sensitive => self.sensitive,
+            Class::Personal => self.personal,
+            Class::General => self.general,
+        }
+    }
+}
+
+/// The class a name from the index or the catalog stands for.
+pub fn class_named(name: &str) -> Option<Class> {
+    [Class::Sensitive, Class::Personal, Class::General]
+        .into_iter()
+        .find(|c| c.as_str() == name)
+}
+
+/// A size for people: whole bytes below 1 KiB, else the largest binary unit, with one
+/// decimal unless it is whole (`12 MiB`, `1.5 KiB`). Rounds down, so that a size just over
+/// a limit never reads as the limit itself.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && bytes >> (10 * (unit + 2)) > 0 {
+        unit += 1;
+    }
+    let base = 1u64 << (10 * (unit + 1));
+    let (whole, tenths) = (bytes / base, (bytes % base) * 10 / base);
+    match (tenths, bytes % base) {
+        (_, 0) => format!("{whole} {}", UNITS[unit]),
+        (0, _) => format!("{whole}.0 {}", UNITS[unit]),
+        _ => format!("{whole}.{tenths} {}", UNITS[unit]),
+    }
 }
 
 /// Bytes of a file's start that type detection looks at: signatures need 16, telling text
@@ -270,6 +320,20 @@ fn type_mismatch(ext: &str, head: &[u8]) -> Option<String> {
 }
 
 impl Gate1 {
+    /// The check that needs the class: `class.CLASS.max-file-size`. Runs right after
+    /// classify, still as gate 1; `Err` carries the reason.
+    pub fn check_class(&self, class: Class, size: u64) -> Result<(), String> {
+        match self.class_max_file_size.get(class) {
+            Some(max) if size > max => Err(format!(
+                "size {} is over class.{}.max-file-size ({})",
+                human_size(size),
+                class.as_str(),
+                human_size(max)
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// `Err` carries the reason the file is refused, for the log and the audit record.
     /// `head` is the file's first bytes (up to [`HEAD`]).
     pub fn check(&self, path: &Path, size: u64, head: &[u8]) -> Result<(), String> {
@@ -396,6 +460,51 @@ mod tests {
             allowed_types: Vec::new(),
             denied_types: Vec::new(),
             reject_type_mismatch: true,
+            class_max_file_size: ClassSizes::default(),
+        }
+    }
+
+    #[test]
+    fn each_class_has_its_own_size_limit() {
+        let g = Gate1 {
+            class_max_file_size: ClassSizes {
+                personal: Some(10 << 20),
+                sensitive: Some(1000),
+                general: None,
+            },
+            ..gate(&[])
+        };
+        assert_eq!(
+            g.check_class(Class::Personal, 12 << 20),
+            Err("size 12 MiB is over class.personal.max-file-size (10 MiB)".into())
+        );
+        assert_eq!(
+            g.check_class(Class::Personal, (10 << 20) + 1),
+            Err("size 10.0 MiB is over class.personal.max-file-size (10 MiB)".into())
+        );
+        assert!(g.check_class(Class::Personal, 10 << 20).is_ok());
+        assert_eq!(
+            g.check_class(Class::Sensitive, 1001),
+            Err("size 1001 bytes is over class.sensitive.max-file-size (1000 bytes)".into())
+        );
+        assert!(g.check_class(Class::General, u64::MAX).is_ok());
+        assert_eq!(class_named("personal"), Some(Class::Personal));
+        assert_eq!(class_named("directory"), None);
+    }
+
+    #[test]
+    fn sizes_read_for_people() {
+        let cases = [
+            (0, "0 bytes"),
+            (1023, "1023 bytes"),
+            (1024, "1 KiB"),
+            (1536, "1.5 KiB"),
+            ((5 << 30) + (1 << 29), "5.5 GiB"),
+            (3 << 40, "3 TiB"),
+            (5000 << 40, "5000 TiB"),
+        ];
+        for (bytes, text) in cases {
+            assert_eq!(human_size(bytes), text, "{bytes}");
         }
     }
 

@@ -44,7 +44,7 @@ use quarantine::Quarantine;
 pub use queue::Queue;
 use scan::{Scanner, Verdict};
 use seal::Sealer;
-use upload::{Destination, ObjectNamer, UploadError};
+use upload::{Destination, ObjectNamer, Route, Routes, UploadError};
 
 /// How long to wait between attempts at a stage that failed for a passing reason.
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +77,8 @@ pub struct Stages {
     pub sealer: Sealer,
     pub gate2: Gate2,
     pub namer: ObjectNamer,
+    /// Where each class's content objects go.
+    pub routes: Routes,
     pub destination: Arc<dyn Destination>,
     /// Objects a prune in progress may delete: never pointed at by a new version.
     pub condemned: SharedCondemned,
@@ -213,6 +215,8 @@ struct Stored {
     uploaded: bool,
     /// Whether the local content index should learn of the object.
     index: bool,
+    /// The object's prefix and storage class.
+    route: Route,
 }
 
 /// One job as it goes through the stages.
@@ -325,6 +329,7 @@ impl Worker {
                 .classification
                 .as_deref()
                 .unwrap_or("unclassified"),
+            route: &stored.route,
         };
         let seen = ctx.stat.map(|st| (st, ctx.record.outcome.as_str()));
         let source = ctx.source.take();
@@ -344,6 +349,7 @@ impl Worker {
         )?;
         if recorded {
             ctx.record.object = Some(stored.object);
+            ctx.record.route = Some(stored.route);
         } else {
             ctx.record.outcome = Outcome::Vanished;
             ctx.record.reason = Some("deleted while it was backed up".into());
@@ -595,17 +601,34 @@ impl Worker {
         ctx.record.sha256 = Some(hex::encode(sha));
         tracing::info!(job = job.id, stage = "dedup", sha256 = %hex::encode(sha), bytes = read, "hashed");
         if let Some(stored) = dedup::known(&s.state, &sha).map_err(|e| failed("dedup", e))? {
+            // The content was classified when it was stored. Its class's route wins over
+            // dedup: content stored under another prefix (the routes changed since) is
+            // stored again, under the route.
+            let class = gate1::class_named(&stored.classification);
+            let routed = class.map(|c| s.routes.get(c));
+            let stored_in = upload::prefix_of(&stored.object);
+            if let Some(route) = routed.filter(|r| r.prefix != stored_in) {
+                tracing::info!(job = job.id, object = %stored.object, prefix = %route.prefix, "content is stored outside its class's route; storing it again under the route");
             // The index may be older than a prune that removed the object since.
-            if self.still_stored(&job, &stored.object)? {
-                ctx.record.destination = Some(s.destination.url(&stored.object));
+            } else if self.still_stored(&job, &stored.object)? {
                 ctx.record.classification = Some(stored.classification);
+                // Its class's size limit holds for this version too.
+                if let Some(class) = class {
+                    self.gate1_for_class(&job, class, reading.size)?;
+                }
+                ctx.record.destination = Some(s.destination.url(&stored.object));
                 return Ok(Stored {
+                    route: Route {
+                        prefix: stored_in.to_string(),
+                        storage_class: stored.storage_class,
+                    },
                     object: stored.object,
                     uploaded: false,
                     index: false,
                 });
+            } else {
+                tracing::info!(job = job.id, object = %stored.object, "indexed object is gone or condemned; storing the content again");
             }
-            tracing::info!(job = job.id, object = %stored.object, "indexed object is gone or condemned; storing the content again");
         }
         if let Some(path) = s.state.legacy_path(&sha).map_err(|e| failed("dedup", e))? {
             let reason = format!("content backed up before, as {path} (imported hashes.json)");
@@ -629,17 +652,25 @@ impl Worker {
         }
         tracing::info!(job = job.id, stage = "classify", class = class.class.as_str(), format = examined.format.as_str(), detectors = ?class.detectors, "classified");
 
+        // Gate 1 for the class, known only now: its own size limit.
+        self.gate1_for_class(&job, class.class, reading.size)?;
+
+        // The class's route: the prefix its content goes under, and its storage class.
+        let route = s.routes.get(class.class).clone();
+        ctx.record.route = Some(route.clone());
+
         // Another host sharing the destination and passphrase may have stored this content
         // already, under the same keyed name.
-        let mut key = s.namer.key_for(&sha);
+        let mut key = s.namer.key_in(&route.prefix, &sha);
         if s.condemned.contains(&key) {
-            key = s.namer.fresh_key_for(&sha);
+            key = s.namer.fresh_key_in(&route.prefix, &sha);
         } else if self.still_stored(&job, &key)? {
             ctx.record.destination = Some(s.destination.url(&key));
             return Ok(Stored {
                 object: key,
                 uploaded: false,
                 index: true,
+                route,
             });
         }
 
@@ -673,25 +704,50 @@ impl Worker {
             ));
         }
 
-        // 6. gate 2: the spool file really is sealed, and its destination is allowed.
+        // 6. gate 2: the spool file really is sealed, and its destination (the class's
+        //    route) is allowed.
         let url = s.destination.url(&key);
         ctx.record.destination = Some(url.clone());
-        self.timed("gate2", &job, || s.gate2.check(&s.sealer, &spool.0, &url))
-            .map_err(|reason| {
-                tracing::error!(job = job.id, stage = "gate2", reason = %reason, "gate 2 refused the upload");
-                failed("gate2", reason)
-            })?;
+        let routed_by = s
+            .routes
+            .routed_by(class.class)
+            .map(|key| (key, route.prefix.as_str()));
+        self.timed("gate2", &job, || {
+            s.gate2.check_routed(&s.sealer, &spool.0, &url, routed_by)
+        })
+        .map_err(|reason| {
+            tracing::error!(job = job.id, stage = "gate2", reason = %reason, "gate 2 refused the upload");
+            failed("gate2", reason)
+        })?;
         tracing::info!(job = job.id, stage = "gate2", destination = %url, "passed gate 2");
 
         // 7. upload; the caller records the object once it is durable.
-        let stored = self.timed("upload", &job, || self.upload(&job, &key, &spool.0))?;
+        let storage_class = route.storage_class.as_deref();
+        let stored = self.timed("upload", &job, || {
+            self.upload(&job, &key, &spool.0, storage_class)
+        })?;
         s.metrics.bytes_uploaded.inc_by(stored);
-        tracing::info!(job = job.id, stage = "upload", object = %key, bytes = stored, "uploaded");
+        tracing::info!(job = job.id, stage = "upload", object = %key, bytes = stored, storage_class = storage_class.unwrap_or(""), "uploaded");
         Ok(Stored {
             object: key,
             uploaded: true,
             index: true,
+            route,
         })
+    }
+
+    /// Gate 1's check of what depends on the class: `class.CLASS.max-file-size`.
+    fn gate1_for_class(&self, job: &JobRow, class: classify::Class, size: u64) -> Result<(), Stop> {
+        let s = &*self.stages;
+        self.timed("gate1", job, || s.gate1.check_class(class, size))
+            .map_err(|reason| Stop::Outcome(Outcome::Rejected, reason))?;
+        tracing::info!(
+            job = job.id,
+            stage = "gate1",
+            class = class.as_str(),
+            "passed gate 1 for its class"
+        );
+        Ok(())
     }
 
     /// Whether `object` is in the destination and no prune is about to remove it.
@@ -763,7 +819,13 @@ impl Worker {
         Ok((spool, sha))
     }
 
-    fn upload(&self, job: &JobRow, key: &str, spool: &Path) -> Result<u64, Stop> {
+    fn upload(
+        &self,
+        job: &JobRow,
+        key: &str,
+        spool: &Path,
+        storage_class: Option<&str>,
+    ) -> Result<u64, Stop> {
         let s = &*self.stages;
         let watch = Watch {
             up: &s.metrics.destination_up,
@@ -781,13 +843,15 @@ impl Worker {
                     "waiting to check the passphrase against the catalog in the destination".into(),
                 ));
             }
-            s.destination.put(key, spool).map_err(|e| match e {
-                UploadError::Transient(e) => Attempt::Retry(e),
-                UploadError::Permanent(e) | UploadError::Missing(e) => {
-                    s.metrics.destination_up.set(0);
-                    Attempt::Give(failed("upload", e))
-                }
-            })
+            s.destination
+                .put(key, spool, storage_class)
+                .map_err(|e| match e {
+                    UploadError::Transient(e) => Attempt::Retry(e),
+                    UploadError::Permanent(e) | UploadError::Missing(e) => {
+                        s.metrics.destination_up.set(0);
+                        Attempt::Give(failed("upload", e))
+                    }
+                })
         })
     }
 }

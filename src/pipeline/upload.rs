@@ -3,7 +3,8 @@
 //!
 //! Object names are `PREFIX/data/XX/HMAC`, where HMAC is keyed by a key derived from the
 //! passphrase: equal content gets the same name (so dedup works across hosts sharing the
-//! passphrase), yet a name reveals neither the file name nor the plaintext hash.
+//! passphrase), yet a name reveals neither the file name nor the plaintext hash. PREFIX is
+//! the route of the content's class: `class.CLASS.prefix`, else the shared prefix.
 
 use std::fs::{self, File};
 use std::io;
@@ -15,10 +16,11 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::classify::Class;
 use crate::config::{join_url, DestinationConfig, DestinationKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +43,79 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// Where a content object went: the prefix its key starts with and the S3 storage class
+/// asked for (none: the bucket's default). Recorded in the catalog and the audit record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Route {
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+impl Route {
+    /// The route of an object recorded without one (an older catalog): the prefix its key
+    /// shows, and no storage class.
+    pub fn of_object(key: &str) -> Self {
+        Self {
+            prefix: prefix_of(key).to_string(),
+            storage_class: None,
+        }
+    }
+}
+
+/// The prefix a content object's key starts with: the key without `data/XX/NAME`.
+pub fn prefix_of(key: &str) -> &str {
+    let mut parts = key.rsplitn(4, '/');
+    let (name, xx, data) = (parts.next(), parts.next(), parts.next());
+    match (name, xx, data, parts.next()) {
+        (Some(_), Some(_), Some("data"), rest) => rest.unwrap_or(""),
+        _ => "",
+    }
+}
+
+/// The route of each class: its own (`class.CLASS.prefix`, `class.CLASS.storage-class`)
+/// where set, else the default (`destination.shared-prefix` or `prefix`, and
+/// `destination.storage-class`).
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    pub sensitive: Route,
+    pub personal: Route,
+    pub general: Route,
+    /// The classes whose prefix is their own, not the default.
+    pub own_prefix: Vec<Class>,
+}
+
+impl Routes {
+    pub fn get(&self, class: Class) -> &Route {
+        match class {
+            Class::Sensitive => &self.sensitive,
+            Class::Personal => &self.personal,
+            Class::General => &self.general,
+        }
+    }
+
+    /// The key that routes `class` elsewhere than the default, if one does.
+    pub fn routed_by(&self, class: Class) -> Option<&'static str> {
+        self.own_prefix.contains(&class).then_some(match class {
+            Class::Sensitive => "class.sensitive.prefix",
+            Class::Personal => "class.personal.prefix",
+            Class::General => "class.general.prefix",
+        })
+    }
+}
+
 /// Where sealed objects go.
 pub trait Destination: Send + Sync {
     /// The object's full URL, as gate 2 checks it and the audit log records it.
     fn url(&self, key: &str) -> String;
-    /// Stores the file at `sealed` under `key`; returns the bytes stored.
-    fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError>;
+    /// Stores the file at `sealed` under `key`, in S3 storage class `storage_class` if
+    /// given (a directory has none and ignores it); returns the bytes stored.
+    fn put(
+        &self,
+        key: &str,
+        sealed: &Path,
+        storage_class: Option<&str>,
+    ) -> Result<u64, UploadError>;
     /// Checks at start-up that the destination answers, so that a wrong bucket or wrong
     /// credentials show at once rather than at the first file.
     fn probe(&self) -> Result<(), UploadError> {
@@ -92,16 +161,25 @@ impl ObjectNamer {
 
     /// The object name of this content: the same on every host with this passphrase.
     pub fn key_for(&self, sha256: &[u8; 32]) -> String {
+        self.key_in(&self.prefix, sha256)
+    }
+
+    /// The object name of this content under `prefix` (a class's route) instead.
+    pub fn key_in(&self, prefix: &str, sha256: &[u8; 32]) -> String {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         mac.update(sha256);
         let name = hex::encode(mac.finalize().into_bytes());
-        join_url(&self.prefix, &format!("data/{}/{name}", &name[..2]))
+        join_url(prefix, &format!("data/{}/{name}", &name[..2]))
     }
 
-    /// A fresh name for this content, for when its usual name is condemned by a prune in
-    /// progress and must not be written again.
-    pub fn fresh_key_for(&self, sha256: &[u8; 32]) -> String {
-        format!("{}-{:016x}", self.key_for(sha256), rand::random::<u64>())
+    /// A fresh name for this content under `prefix`, for when its usual name is condemned
+    /// by a prune in progress and must not be written again.
+    pub fn fresh_key_in(&self, prefix: &str, sha256: &[u8; 32]) -> String {
+        format!(
+            "{}-{:016x}",
+            self.key_in(prefix, sha256),
+            rand::random::<u64>()
+        )
     }
 }
 
@@ -204,7 +282,12 @@ impl Destination for DirDestination {
         join_url(&format!("file://{}", self.root.display()), key)
     }
 
-    fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError> {
+    fn put(
+        &self,
+        key: &str,
+        sealed: &Path,
+        _storage_class: Option<&str>,
+    ) -> Result<u64, UploadError> {
         let dest = self.root.join(key);
         let fail = |e: io::Error| dir_error(&dest, e);
         let dir = dest.parent().expect("object keys always have a directory");
@@ -441,16 +524,22 @@ impl Destination for S3Destination {
         })
     }
 
-    fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError> {
+    fn put(
+        &self,
+        key: &str,
+        sealed: &Path,
+        storage_class: Option<&str>,
+    ) -> Result<u64, UploadError> {
+        let storage_class = storage_class.map(StorageClass::from);
         let len = fs::metadata(sealed)
             .map_err(|e| UploadError::Transient(format!("spool file {}: {e}", sealed.display())))?
             .len();
         self.rt.block_on(async {
             self.abort_leftovers().await;
             if len > self.multipart_threshold {
-                self.put_multipart(key, sealed, len).await
+                self.put_multipart(key, sealed, len, storage_class).await
             } else {
-                self.put_single(key, sealed, len).await
+                self.put_single(key, sealed, len, storage_class).await
             }
         })?;
         Ok(len)
@@ -569,11 +658,18 @@ impl S3Destination {
             .map_err(|e| UploadError::Transient(format!("spool file {}: {e}", sealed.display())))
     }
 
-    async fn put_single(&self, key: &str, sealed: &Path, len: u64) -> Result<(), UploadError> {
+    async fn put_single(
+        &self,
+        key: &str,
+        sealed: &Path,
+        len: u64,
+        storage_class: Option<StorageClass>,
+    ) -> Result<(), UploadError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_storage_class(storage_class)
             .content_length(len as i64)
             .body(Self::body(sealed, 0, len).await?)
             .send()
@@ -582,12 +678,19 @@ impl S3Destination {
         Ok(())
     }
 
-    async fn put_multipart(&self, key: &str, sealed: &Path, len: u64) -> Result<(), UploadError> {
+    async fn put_multipart(
+        &self,
+        key: &str,
+        sealed: &Path,
+        len: u64,
+        storage_class: Option<StorageClass>,
+    ) -> Result<(), UploadError> {
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
+            .set_storage_class(storage_class)
             .send()
             .await
             .map_err(|e| classify("CreateMultipartUpload", e))?;
@@ -732,6 +835,29 @@ mod tests {
         assert!(!key.contains(&hex::encode(sha)));
         let bare = ObjectNamer::new(b"secret one", "").key_for(&sha);
         assert!(bare.starts_with("data/"), "{bare}");
+        // A route keeps the name and changes only the prefix.
+        let routed = a.key_in("personal/", &sha);
+        assert_eq!(routed, key.replacen("host-a/", "personal/", 1));
+        let fresh = a.fresh_key_in("personal", &sha);
+        assert!(fresh.starts_with(&format!("{routed}-")), "{fresh}");
+    }
+
+    #[test]
+    fn the_prefix_of_an_object_is_its_key_without_data_xx_name() {
+        let cases = [
+            ("host-a/data/ab/abcdef", "host-a"),
+            (
+                "a/b/personal/data/ab/abcdef-0123456789abcdef",
+                "a/b/personal",
+            ),
+            ("data/ab/abcdef", ""),
+            ("host-a/catalog/batch-1.pgp", ""),
+            ("", ""),
+        ];
+        for (key, prefix) in cases {
+            assert_eq!(prefix_of(key), prefix, "{key}");
+            assert_eq!(Route::of_object(key).prefix, prefix, "{key}");
+        }
     }
 
     #[test]
@@ -742,7 +868,9 @@ mod tests {
         let dest = DirDestination {
             root: root.path().join("bucket"),
         };
-        let n = dest.put("host-a/data/ab/abcdef", &spool).unwrap();
+        let n = dest
+            .put("host-a/data/ab/abcdef", &spool, Some("STANDARD_IA"))
+            .unwrap();
         assert_eq!(n, 12);
         let stored = fs::read(root.path().join("bucket/host-a/data/ab/abcdef")).unwrap();
         assert_eq!(stored, b"sealed bytes");

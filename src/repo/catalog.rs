@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use super::{now_ms, Repo};
 use crate::pipeline::upload::get_bytes;
 use crate::pipeline::upload::UploadError;
-use crate::state::{Attrs, CatalogRow, Removal};
+use crate::state::{Attrs, CatalogRow, Removal, Route};
 
 /// One line of a catalog file, as written.
 #[derive(Debug, serde::Serialize)]
@@ -88,6 +88,7 @@ struct ReadLine {
     mtime_ns: Option<i64>,
     sha256: Option<String>,
     class: Option<String>,
+    route: Option<Route>,
     backed_up_ms: Option<i64>,
     removed_ms: Option<i64>,
     batches: Option<Vec<String>>,
@@ -111,6 +112,8 @@ struct Record {
     mtime: Option<String>,
     sha256: String,
     class: String,
+    /// Where the content object went: its prefix and storage class.
+    route: Route,
     backed_up_ms: i64,
 }
 
@@ -164,6 +167,7 @@ fn row_line(row: &CatalogRow) -> Line {
         mtime: mtime_text(row.attrs.mtime_ns),
         sha256: hex::encode(row.sha256),
         class: row.classification.clone(),
+        route: row.route.clone(),
         backed_up_ms: row.backed_up_ms,
     })
 }
@@ -228,11 +232,14 @@ impl ReadLine {
         let mut sha256 = [0u8; 32];
         hex::decode_to_slice(self.sha256.ok_or_else(|| missing("sha256"))?, &mut sha256)
             .map_err(|_| format!("version {id}: bad sha256"))?;
+        let object = self.object.ok_or_else(|| missing("object"))?;
         Ok(CatalogRow {
             id,
             path,
             sha256,
-            object: self.object.ok_or_else(|| missing("object"))?,
+            // A version written before routing: its object's key shows its prefix.
+            route: self.route.unwrap_or_else(|| Route::of_object(&object)),
+            object,
             size: self.size.ok_or_else(|| missing("size"))?,
             attrs: Attrs {
                 mode: self.mode.ok_or_else(|| missing("mode"))?,

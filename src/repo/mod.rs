@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! SHARED/data/XX/NAME                 content, one object per distinct content
+//! ROUTE/data/XX/NAME                  content of a class routed elsewhere (class.CLASS.prefix)
 //! SHARED/hosts/p-HEX.json             each host's marker (plain JSON, no file names)
 //! SHARED/prune/condemned.json         objects a running prune is about to delete
 //! PREFIX/catalog/batch-MS-RAND.pgp    new catalog records, written every flush interval
@@ -36,6 +37,8 @@ pub struct Layout {
     pub shared: String,
     /// This host's prefix; its catalog lives below it.
     pub host: String,
+    /// The classes' own content prefixes (`class.CLASS.prefix`), besides `shared`.
+    pub routes: Vec<String>,
 }
 
 impl Layout {
@@ -43,7 +46,17 @@ impl Layout {
         Self {
             shared: shared.trim_matches('/').to_string(),
             host: host.trim_matches('/').to_string(),
+            routes: Vec::new(),
         }
+    }
+
+    /// With the classes' own content prefixes.
+    pub fn with_routes(mut self, routes: &[String]) -> Self {
+        self.routes = routes
+            .iter()
+            .map(|r| r.trim_matches('/').to_string())
+            .collect();
+        self
     }
 
     /// The same repository, seen from another host's prefix.
@@ -57,7 +70,23 @@ impl Layout {
     }
 
     pub fn data_dir(&self) -> String {
-        join_url(&self.shared, "data") + "/"
+        Self::data_dir_of(&self.shared)
+    }
+
+    /// The `data/` directory of content prefix `prefix`.
+    pub fn data_dir_of(prefix: &str) -> String {
+        join_url(prefix, "data") + "/"
+    }
+
+    /// Every `data/` directory this host puts content in: the shared one and each route's.
+    pub fn data_dirs(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::iter::once(&self.shared)
+            .chain(&self.routes)
+            .map(|p| Self::data_dir_of(p))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     pub fn hosts_dir(&self) -> String {
@@ -106,7 +135,8 @@ impl Repo {
             dest,
             sealer,
             gate2: Gate2::new(&cfg.destination.allowed),
-            layout: Layout::new(cfg.destination.content_prefix(), &cfg.destination.prefix),
+            layout: Layout::new(cfg.destination.content_prefix(), &cfg.destination.prefix)
+                .with_routes(&cfg.class.prefixes()),
         })
     }
 

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::catalog::{self, Catalog};
-use super::{now_ms, CondemnedList, Marker, Repo};
+use super::{now_ms, CondemnedList, Layout, Marker, Repo};
+use crate::pipeline::upload::{prefix_of, Listed};
 use crate::state::CatalogRow;
 
 /// Which versions to keep. A version is kept if either rule keeps it, and the newest
@@ -79,6 +80,30 @@ fn referenced(repo: &Repo, except: &HashSet<i64>) -> anyhow::Result<HashSet<Stri
     Ok(objects)
 }
 
+/// The objects in every `data/` directory this host's content may be in that no version
+/// references: the shared one, each configured route's, and that of every object a version
+/// of this host (dropped ones included) points at, so that content routed by an earlier
+/// config is cleaned too.
+fn unreferenced(
+    repo: &Repo,
+    catalog: &Catalog,
+    in_use: &HashSet<String>,
+) -> anyhow::Result<Vec<Listed>> {
+    let mut dirs: BTreeSet<String> = repo.layout.data_dirs().into_iter().collect();
+    for row in catalog.versions.values().filter(|r| !r.is_dir()) {
+        dirs.insert(Layout::data_dir_of(prefix_of(&row.object)));
+    }
+    let mut found = BTreeMap::new();
+    for dir in dirs {
+        for listed in repo.dest.list(&dir)? {
+            if !in_use.contains(&listed.key) {
+                found.insert(listed.key.clone(), listed);
+            }
+        }
+    }
+    Ok(found.into_values().collect())
+}
+
 /// A prune cannot know what a damaged catalog file references, so it deletes nothing.
 fn refuse_damaged(catalog: &Catalog) -> anyhow::Result<()> {
     match catalog.damaged.first() {
@@ -112,12 +137,7 @@ pub fn prune(
         ));
     }
     let in_use = referenced(repo, &ids)?;
-    let candidates: Vec<_> = repo
-        .dest
-        .list(&repo.layout.data_dir())?
-        .into_iter()
-        .filter(|l| !in_use.contains(&l.key))
-        .collect();
+    let candidates = unreferenced(repo, &catalog, &in_use)?;
     let mut outcome = Outcome {
         versions_dropped: dropped.len(),
         objects_deleted: candidates.len(),

@@ -39,6 +39,10 @@ fn index_and_catalog_survive_reopen() {
             size: 3,
             attrs: crate::state::Attrs::default(),
             classification: "general",
+            route: &crate::state::Route {
+                prefix: "host".into(),
+                storage_class: Some("ONEZONE_IA".into()),
+            },
         };
         let done = Finish {
             version: Some((version, true)),
@@ -50,6 +54,10 @@ fn index_and_catalog_survive_reopen() {
     let stored = state.object_for(&sha).unwrap().unwrap();
     assert_eq!(stored.object, "host/data/ab/cd");
     assert_eq!(stored.classification, "general");
+    assert_eq!(stored.storage_class.as_deref(), Some("ONEZONE_IA"));
+    let row = state.unpublished(1).unwrap().remove(0);
+    assert_eq!(row.route.prefix, "host");
+    assert_eq!(row.route.storage_class.as_deref(), Some("ONEZONE_IA"));
     assert_eq!(state.content_count().unwrap(), 1);
     assert_eq!(state.job_counts().unwrap(), (0, 0));
     assert_eq!(state.seen_files().unwrap()[Path::new("a/b.txt")], STAT);
@@ -281,6 +289,10 @@ fn renaming_a_directory_moves_its_own_versions_and_its_files() {
         size: 1,
         attrs: Attrs::default(),
         classification: "general",
+        route: &crate::state::Route {
+            prefix: "".into(),
+            storage_class: Some("STANDARD_IA".into()),
+        },
     };
     let done = Finish {
         version: Some((version, true)),
@@ -306,6 +318,11 @@ fn renaming_a_directory_moves_its_own_versions_and_its_files() {
     assert_eq!(at_new("work/empty").attrs, dir_attrs(0o2775, 3));
     assert!(!at_new("work/f.txt").is_dir());
     assert_eq!(at_new("work/f.txt").object, "data/f");
+    assert_eq!(
+        at_new("work/f.txt").route.storage_class.as_deref(),
+        Some("STANDARD_IA"),
+        "a rename keeps the route"
+    );
     // The new name is live: the same directory is not recorded there again.
     assert!(!state
         .record_dir(Path::new("work/empty"), dir_attrs(0o2775, 3), 6_000)
@@ -321,6 +338,42 @@ fn renaming_a_directory_moves_its_own_versions_and_its_files() {
 }
 
 #[test]
+fn rows_from_before_routing_take_their_prefix_from_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let state = State::open(dir.path()).unwrap();
+        state.enqueue(Path::new("old.txt"), 0, 0, 0).unwrap();
+        let job = state.due_jobs(0, 1).unwrap().remove(0);
+        let version = Version {
+            path: Path::new("old.txt"),
+            sha256: &[5; 32],
+            object: "host-a/data/ab/cd",
+            size: 1,
+            attrs: Attrs::default(),
+            classification: "general",
+            route: &crate::state::Route::default(),
+        };
+        let done = Finish {
+            version: Some((version, true)),
+            seen: None,
+        };
+        state.finish(&job, done).unwrap();
+        // As an older release left it: no route recorded.
+        state
+            .conn()
+            .execute_batch("UPDATE catalog SET prefix = NULL, storage_class = NULL")
+            .unwrap();
+    }
+    let state = State::open(dir.path()).unwrap();
+    let row = state.unpublished(1).unwrap().remove(0);
+    assert_eq!(
+        row.route,
+        crate::state::Route::of_object("host-a/data/ab/cd")
+    );
+    assert_eq!(row.route.prefix, "host-a");
+}
+
+#[test]
 fn a_rebuilt_catalog_keeps_directories_and_indexes_only_content() {
     let (_d, state) = open();
     let file = CatalogRow {
@@ -332,6 +385,10 @@ fn a_rebuilt_catalog_keeps_directories_and_indexes_only_content() {
         attrs: Attrs::default(),
         classification: "general".into(),
         backed_up_ms: 10,
+        route: crate::state::Route {
+            prefix: "personal".into(),
+            storage_class: Some("STANDARD_IA".into()),
+        },
     };
     let dir = CatalogRow::dir(2, PathBuf::from("d"), dir_attrs(0o1777, 5), 10);
     let contents = state

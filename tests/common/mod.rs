@@ -272,6 +272,15 @@ pub struct Options {
     pub allow_other: bool,
     /// `log.format`: "text" or "json".
     pub log_format: &'static str,
+    /// Extra lines for the `[policy]` section.
+    pub policy_extra: &'static str,
+    /// More entries for `destination.allowed`, after the default or `allowed`.
+    pub also_allowed: &'static [&'static str],
+    /// Sections appended to the config, such as `[class.personal]`.
+    pub config_tail: &'static str,
+    /// Put a recording proxy between backupfs and the S3 server, so that a test can see
+    /// the requests it sent ([`Recorder::requests`]).
+    pub record_s3: bool,
 }
 
 impl Default for Options {
@@ -296,6 +305,10 @@ impl Default for Options {
             passthrough: "auto",
             allow_other: false,
             log_format: "text",
+            policy_extra: "",
+            also_allowed: &[],
+            config_tail: "",
+            record_s3: false,
         }
     }
 }
@@ -313,6 +326,8 @@ pub struct Stack {
     pub metrics_port: u16,
     pub clamd: Clamd,
     pub s3: S3,
+    /// The recording proxy backupfs talks to instead of `s3`, if the test asked for one.
+    pub recorder: Option<Recorder>,
     daemon: Option<Child>,
     env: Vec<(String, String)>,
     rt: tokio::runtime::Runtime,
@@ -343,6 +358,10 @@ impl Stack {
             opts.clamd_max_size,
         );
         let s3 = S3::start(&root);
+        let recorder = opts.record_s3.then(|| Recorder::start(s3.port));
+        let endpoint = recorder
+            .as_ref()
+            .map_or(s3.endpoint.clone(), |r| r.endpoint.clone());
         let passphrase = root.join("passphrase");
         std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
         std::fs::set_permissions(&passphrase, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -350,7 +369,7 @@ impl Stack {
         let config = root.join("backupfs.toml");
         std::fs::write(
             &config,
-            config_text(&root, &clamd, &s3, metrics_port, &opts),
+            config_text(&root, &clamd, &endpoint, metrics_port, &opts),
         )
         .unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -366,6 +385,7 @@ impl Stack {
             metrics_port,
             clamd,
             s3,
+            recorder,
             daemon: None,
             env: env
                 .iter()
@@ -801,7 +821,13 @@ pub fn is_mounted(mnt: &Path) -> bool {
     mounts.lines().any(|l| l.split(' ').nth(4) == Some(&*want))
 }
 
-fn config_text(root: &Path, clamd: &Clamd, s3: &S3, metrics_port: u16, opts: &Options) -> String {
+fn config_text(
+    root: &Path,
+    clamd: &Clamd,
+    endpoint: &str,
+    metrics_port: u16,
+    opts: &Options,
+) -> String {
     format!(
         r#"
 [mount]
@@ -829,6 +855,7 @@ sensitive-keywords = ["confidential", "password", "client data"]
 [policy]
 max-file-size = "{max}"
 blacklist = ["**/*.exe"]
+{policy_extra}
 [scan]
 clamd = "unix:{sock}"
 max-stream-size = "{max_stream}"
@@ -841,6 +868,7 @@ zstd-level = 3
 {catalog}
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
+{config_tail}
 "#,
         max = opts.max_file_size,
         sock = clamd.socket.display(),
@@ -860,28 +888,135 @@ listen = "127.0.0.1:{metrics_port}"
         max_stream = opts.max_stream_size,
         state_extra = opts.state_extra,
         catalog = opts.catalog,
-        destination = destination_text(root, s3, opts),
+        destination = destination_text(root, endpoint, opts),
+        policy_extra = opts.policy_extra,
+        config_tail = opts.config_tail,
         passthrough = opts.passthrough,
         allow_other = opts.allow_other,
         log_format = opts.log_format,
     )
 }
 
-fn destination_text(root: &Path, s3: &S3, opts: &Options) -> String {
+fn destination_text(root: &Path, endpoint: &str, opts: &Options) -> String {
+    let allowed = |first: String| {
+        std::iter::once(first)
+            .chain(opts.also_allowed.iter().map(|a| a.to_string()))
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if opts.dir_destination {
-        let allowed = opts
-            .allowed
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("file://{}/objects/{PREFIX}", root.display()));
+        let allowed = allowed(
+            opts.allowed
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("file://{}/objects/{PREFIX}", root.display())),
+        );
         return format!(
-            "[destination]\nkind = \"dir\"\npath = \"objects\"\nprefix = \"{PREFIX}\"\nallowed = [\"{allowed}\"]\n"
+            "[destination]\nkind = \"dir\"\npath = \"objects\"\nprefix = \"{PREFIX}\"\nallowed = [{allowed}]\n"
         );
     }
-    let default_allowed = format!("s3://{BUCKET}/{PREFIX}");
-    let allowed = opts.allowed.unwrap_or(&default_allowed);
+    let allowed = allowed(
+        opts.allowed
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("s3://{BUCKET}/{PREFIX}")),
+    );
     format!(
         "[destination]\nkind = \"s3\"\nbucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\n\
-         endpoint = \"{}\"\nregion = \"us-east-1\"\npath-style = true\nallowed = [\"{allowed}\"]\n",
-        s3.endpoint
+         endpoint = \"{endpoint}\"\nregion = \"us-east-1\"\npath-style = true\nallowed = [{allowed}]\n"
     )
+}
+
+/// What each connection through the [`Recorder`] sent, one buffer per connection.
+type Sent = std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>>>;
+
+/// A loopback TCP proxy in front of the S3 server that keeps every byte the client sent,
+/// so that a test can read the requests (method, path, headers) backupfs made.
+pub struct Recorder {
+    pub endpoint: String,
+    /// What the client sent, one buffer per connection.
+    sent: Sent,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Recorder {
+    pub fn start(upstream_port: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the recording proxy");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let sent: Sent = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (conns, stopping) = (sent.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((client, _)) => client,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                    continue;
+                };
+                let log = Arc::new(Mutex::new(Vec::new()));
+                conns.lock().unwrap().push(log.clone());
+                let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server);
+                let (mut from_server, mut to_client) = (to_server.try_clone().unwrap(), client);
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 << 10];
+                    while let Ok(n) = from_client.read(&mut buf) {
+                        if n == 0 || to_server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = to_server.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self {
+            endpoint,
+            sent,
+            stop,
+        }
+    }
+
+    /// The head (request line and headers, names in lower case) of every request whose
+    /// path starts with `/BUCKET/`, in the order each connection sent them.
+    pub fn requests(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for conn in self.sent.lock().unwrap().iter() {
+            let bytes = conn.lock().unwrap().clone();
+            // Bodies are sealed (random-looking) bytes: a request line cannot hide in them
+            // by chance, so searching the whole stream finds exactly the requests.
+            for method in ["PUT", "POST", "GET", "HEAD", "DELETE"] {
+                let needle = format!("{method} /{BUCKET}/");
+                let mut at = 0;
+                while let Some(i) = find(&bytes[at..], needle.as_bytes()) {
+                    let start = at + i;
+                    let end = find(&bytes[start..], b"\r\n\r\n").map_or(bytes.len(), |e| start + e);
+                    out.push(String::from_utf8_lossy(&bytes[start..end]).to_lowercase());
+                    at = end;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

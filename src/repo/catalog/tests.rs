@@ -31,6 +31,10 @@ fn row(id: i64, path: &str, content: u8, at: i64) -> CatalogRow {
         },
         classification: "general".into(),
         backed_up_ms: at,
+        route: Route {
+            prefix: "shared".into(),
+            storage_class: None,
+        },
     }
 }
 
@@ -302,9 +306,14 @@ impl crate::pipeline::upload::Destination for Watched {
     fn url(&self, key: &str) -> String {
         self.inner.url(key)
     }
-    fn put(&self, key: &str, sealed: &Path) -> Result<u64, UploadError> {
+    fn put(
+        &self,
+        key: &str,
+        sealed: &Path,
+        storage_class: Option<&str>,
+    ) -> Result<u64, UploadError> {
         self.saw(key);
-        self.inner.put(key, sealed)
+        self.inner.put(key, sealed, storage_class)
     }
     fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), UploadError> {
         self.saw(key);
@@ -402,6 +411,7 @@ fn a_mount_checks_only_files_objects_before_it_publishes() {
         size: 1,
         attrs: gone.attrs,
         classification: "general",
+        route: &gone.route,
     };
     let done = crate::state::Finish {
         version: Some((version, true)),
@@ -427,4 +437,146 @@ fn a_mount_checks_only_files_objects_before_it_publishes() {
     let keys = watched.keys.lock().unwrap();
     assert!(keys.contains(&gone.object), "{keys:?}");
     assert!(!keys.iter().any(String::is_empty), "{keys:?}");
+}
+
+/// A version routed to `prefix`, in storage class `class`.
+fn routed(id: i64, path: &str, content: u8, prefix: &str, class: Option<&str>) -> CatalogRow {
+    CatalogRow {
+        object: format!("{prefix}/data/00/{content:02x}"),
+        classification: "personal".into(),
+        route: Route {
+            prefix: prefix.into(),
+            storage_class: class.map(str::to_string),
+        },
+        ..row(id, path, content, 100)
+    }
+}
+
+#[test]
+fn a_route_survives_the_catalog_and_older_lines_take_it_from_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(dir.path());
+    let card = routed(1, "cards.csv", 1, "personal", Some("STANDARD_IA"));
+    write_batch(&repo, &[card.clone(), row(2, "notes", 2, 100)], &[]).unwrap();
+    // A line as a release before routing wrote it.
+    let old = r#"{"type":"version","id":3,"path":"old","object":"shared/data/00/03","size":1,"mode":420,"uid":1,"gid":2,"mtime_ns":5,"sha256":"0303030303030303030303030303030303030303030303030303030303030303","class":"general","backed_up_ms":50}"#;
+    repo.put_sealed(
+        &format!(
+            "{}batch-0000000000001-00000000.pgp",
+            repo.layout.catalog_dir()
+        ),
+        format!("{old}\n").as_bytes(),
+    )
+    .unwrap();
+    let catalog = Catalog::load(&repo).unwrap();
+    assert_eq!(catalog.versions[&1], card);
+    assert_eq!(catalog.versions[&2].route.prefix, "shared");
+    assert_eq!(
+        catalog.versions[&3].route,
+        Route {
+            prefix: "shared".into(),
+            storage_class: None
+        }
+    );
+    // The route is in the sealed line as written, for tools reading the catalog by hand.
+    let key = repo
+        .dest
+        .list(&repo.layout.catalog_dir())
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .find(|k| !k.contains("-0000000000001-"))
+        .unwrap();
+    let mut plain = Vec::new();
+    repo.sealer
+        .open(
+            &crate::pipeline::upload::get_bytes(&*repo.dest, &key).unwrap()[..],
+            &mut plain,
+        )
+        .unwrap();
+    let text = String::from_utf8(plain).unwrap();
+    assert!(
+        text.contains(r#""route":{"prefix":"personal","storage_class":"STANDARD_IA"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""route":{"prefix":"shared"}"#), "{text}");
+}
+
+#[test]
+fn prune_cleans_routed_objects_no_version_needs_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo {
+        layout: Layout::new("shared", "host-a").with_routes(&["personal".into()]),
+        ..repo(dir.path())
+    };
+    let rows = [
+        // Two versions of one path, the older under the route: dropped, its object goes.
+        routed(1, "cards.csv", 1, "personal", Some("STANDARD_IA")),
+        routed(2, "cards.csv", 2, "personal", Some("STANDARD_IA")),
+        // Under a route the config no longer has: its object is found through the version.
+        routed(3, "old.csv", 3, "retired", None),
+        routed(4, "old.csv", 4, "retired", None),
+        row(5, "notes", 5, 100),
+    ];
+    for r in &rows {
+        repo.dest.put_bytes(&r.object, b"sealed").unwrap();
+    }
+    // Left by an upload whose version was never recorded: no version needs it.
+    let orphans = ["personal/data/00/99", "shared/data/00/98"];
+    for key in orphans {
+        repo.dest.put_bytes(key, b"sealed").unwrap();
+    }
+    // A later version of each path, so the routed ones above are not the newest.
+    let newer = [
+        CatalogRow {
+            backed_up_ms: 200,
+            ..routed(6, "cards.csv", 2, "personal", Some("STANDARD_IA"))
+        },
+        CatalogRow {
+            backed_up_ms: 200,
+            ..routed(7, "old.csv", 4, "retired", None)
+        },
+    ];
+    write_batch(&repo, &rows, &[]).unwrap();
+    write_batch(&repo, &newer, &[]).unwrap();
+    let policy = Policy {
+        keep_last: Some(1),
+        keep_within: None,
+    };
+    let outcome = crate::repo::prune::prune(
+        &repo,
+        &policy,
+        true,
+        std::time::Duration::from_secs(5),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(outcome.versions_dropped, 4);
+    let left = |prefix: &str| -> Vec<String> {
+        repo.dest
+            .list(prefix)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.key)
+            .collect()
+    };
+    assert_eq!(left("personal/data/"), ["personal/data/00/02"]);
+    assert_eq!(left("retired/data/"), ["retired/data/00/04"]);
+    assert_eq!(left("shared/data/"), ["shared/data/00/05"]);
+    assert_eq!(outcome.objects_deleted, 4, "01, 03 and the two orphans");
+    // Every object a remaining version needs is still there, routed or not.
+    let catalog = Catalog::load(&repo).unwrap();
+    let needed: std::collections::BTreeSet<&str> = catalog
+        .versions
+        .values()
+        .map(|r| r.object.as_str())
+        .collect();
+    assert_eq!(
+        needed.into_iter().collect::<Vec<_>>(),
+        [
+            "personal/data/00/02",
+            "retired/data/00/04",
+            "shared/data/00/05"
+        ]
+    );
 }
