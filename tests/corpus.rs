@@ -307,6 +307,76 @@ fn generated_pdfs_are_read_by_pdftotext() {
     }
 }
 
+/// Checks, with Python's zipfile and XML parser (implementations independent of ours),
+/// that each package named on stdin is a sound zip whose XML parts parse, whose content
+/// types and relationships name parts that exist, and, for ODF, whose `mimetype` comes first
+/// and stored. Prints one line per problem.
+const CHECK_PACKAGES: &str = r#"
+import posixpath, sys, zipfile, xml.dom.minidom as dom
+for path in sys.stdin.read().split("\n"):
+    if not path:
+        continue
+    z = zipfile.ZipFile(path)
+    bad = z.testzip()
+    if bad:
+        print(path, "bad CRC in", bad)
+    names = set(z.namelist())
+    if path.endswith((".odt", ".ods")):
+        first = z.infolist()[0]
+        if first.filename != "mimetype" or first.compress_type != zipfile.ZIP_STORED:
+            print(path, "mimetype is not first and stored")
+    for name in names:
+        if not name.endswith((".xml", ".rels")):
+            continue
+        doc = dom.parseString(z.read(name))
+        for o in doc.getElementsByTagName("Override"):
+            if o.getAttribute("PartName").lstrip("/") not in names:
+                print(path, name, "names a missing part", o.getAttribute("PartName"))
+        base = posixpath.dirname(posixpath.dirname(name))
+        for r in doc.getElementsByTagName("Relationship"):
+            target = posixpath.normpath(posixpath.join(base, r.getAttribute("Target")))
+            if target not in names:
+                print(path, name, "points at a missing part", target)
+"#;
+
+#[test]
+fn generated_office_files_are_sound_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = corpus::generate(dir.path());
+    let packages: Vec<String> = samples
+        .iter()
+        .map(|s| s.path.to_string_lossy().into_owned())
+        .filter(|p| {
+            [".docx", ".xlsx", ".pptx", ".odt", ".ods"]
+                .iter()
+                .any(|e| p.ends_with(e))
+        })
+        .collect();
+    assert!(
+        packages.len() >= 5 * texts::all().len(),
+        "{}",
+        packages.len()
+    );
+    let mut child = match Command::new("python3")
+        .args(["-c", CHECK_PACKAGES])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            println!("skipped: python3 cannot run ({e})");
+            return;
+        }
+    };
+    let list = packages.join("\n");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), list.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let problems = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && problems.is_empty(), "{problems}");
+    println!("{} office packages checked", packages.len());
+}
+
 #[test]
 fn bombs_inflate_to_what_their_headers_say() {
     let unit = bomb::unit(b"bla ");
@@ -416,33 +486,51 @@ fn write_bombs(dir: &Path) -> Vec<(PathBuf, bool)> {
     written
 }
 
+/// Prints one bomb's outcome and returns what is wrong with it.
+fn judge_bomb(path: &Path, text: bool, what: &str, record: &Value, rss_kib: u64) -> Vec<String> {
+    let on_disk = std::fs::metadata(path).unwrap().len();
+    let name = file_name(path);
+    println!(
+        "{name:<12} {:>5.1} MiB on disk, {what}: peak RSS {:>5.1} MiB, class {}, partial {}",
+        on_disk as f64 / 1048576.0,
+        rss_kib as f64 / 1024.0,
+        record["class"],
+        record["partial"]
+    );
+    let mut failures = Vec::new();
+    if rss_kib >= 64 * 1024 {
+        failures.push(format!("{name} ({what}): peak RSS {rss_kib} KiB"));
+    }
+    // Text past the caps was never looked at, so the file cannot be called general.
+    if text && (record["partial"].is_null() || record["class"] == "general") {
+        failures.push(format!("{name} ({what}): not marked partial: {record}"));
+    }
+    failures
+}
+
 #[test]
 fn bombs_stop_at_the_caps_in_little_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let limit_kib = 64 * 1024;
+    let bombs = write_bombs(dir.path());
     let mut failures = Vec::new();
-    for (path, text) in write_bombs(dir.path()) {
-        let on_disk = std::fs::metadata(&path).unwrap().len();
-        let (record, rss_kib) =
-            classify_measured(&["--max-bytes", "64MiB", "--max-time", "20s"], &path);
-        println!(
-            "{:<12} {:>5.1} MiB on disk: peak RSS {:>6.1} MiB, class {}, partial {}",
-            file_name(&path),
-            on_disk as f64 / 1048576.0,
-            rss_kib as f64 / 1024.0,
-            record["class"],
-            record["partial"]
-        );
-        if rss_kib >= limit_kib {
-            failures.push(format!("{}: peak RSS {rss_kib} KiB", file_name(&path)));
-        }
-        // Text past the caps was never looked at, so the file cannot be called general.
-        if text && (record["partial"].is_null() || record["class"] == "general") {
-            failures.push(format!(
-                "{}: not marked partial: {record}",
-                file_name(&path)
-            ));
-        }
+    for (path, text) in &bombs {
+        let caps = ["--max-bytes", "64MiB", "--max-time", "20s"];
+        let (record, rss_kib) = classify_measured(&caps, path);
+        failures.extend(judge_bomb(path, *text, "64MiB/20s", &record, rss_kib));
     }
+    // The byte cap out of the way, the time cap stops the 6 GiB of text; and the built-in
+    // caps stop it too.
+    let (path, _) = &bombs[2];
+    let start = std::time::Instant::now();
+    let caps = ["--max-bytes", "1TiB", "--max-time", "2s"];
+    let (record, rss_kib) = classify_measured(&caps, path);
+    let took = start.elapsed();
+    failures.extend(judge_bomb(path, true, "1TiB/2s", &record, rss_kib));
+    println!("  the 2 s time cap stopped it after {took:.1?}");
+    if took > std::time::Duration::from_secs(20) {
+        failures.push(format!("the 2 s time cap took {took:?}"));
+    }
+    let (record, rss_kib) = classify_measured(&[], path);
+    failures.extend(judge_bomb(path, true, "defaults", &record, rss_kib));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
