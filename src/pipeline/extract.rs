@@ -576,7 +576,8 @@ fn member_kind(format: Format, name: &str) -> Option<Member> {
                 || name.starts_with("ppt/notesSlides/")
                 || name.starts_with("ppt/comments/"))
         }
-        Format::Odt | Format::Ods | Format::Odp => name == "content.xml",
+        // Page headers and footers live with the page styles.
+        Format::Odt | Format::Ods | Format::Odp => name == "content.xml" || name == "styles.xml",
         _ => return Some(Member::Any),
     };
     let metadata = name == "docProps/core.xml" || name == "meta.xml";
