@@ -241,6 +241,7 @@ fn docx_and_pdf_with_a_card_number_are_personal() {
         (Format::Docx, "docx"),
         (Format::PdfFlate, "pdf"),
         (Format::PdfPlain, "pdf"),
+        (Format::PdfSubsetFont, "pdf"),
     ];
     let paths: Vec<PathBuf> = files
         .iter()
@@ -285,7 +286,7 @@ fn generated_pdfs_are_read_by_pdftotext() {
     }
     let dir = tempfile::tempdir().unwrap();
     for text in texts::all() {
-        for format in [Format::PdfFlate, Format::PdfPlain] {
+        for format in [Format::PdfFlate, Format::PdfPlain, Format::PdfSubsetFont] {
             let path = dir
                 .path()
                 .join(format!("{}.{}", text.name, format.suffix()));

@@ -48,12 +48,13 @@ pub enum Format {
     Ods,
     PdfFlate,
     PdfPlain,
+    PdfSubsetFont,
     Gzip,
     Zip,
 }
 
 impl Format {
-    pub const ALL: [Format; 15] = [
+    pub const ALL: [Format; 16] = [
         Format::Utf8,
         Format::Utf8Bom,
         Format::Utf16LeBom,
@@ -67,6 +68,7 @@ impl Format {
         Format::Ods,
         Format::PdfFlate,
         Format::PdfPlain,
+        Format::PdfSubsetFont,
         Format::Gzip,
         Format::Zip,
     ];
@@ -87,6 +89,7 @@ impl Format {
             Format::Ods => "ods",
             Format::PdfFlate => "flate.pdf",
             Format::PdfPlain => "plain.pdf",
+            Format::PdfSubsetFont => "subset-font.pdf",
             Format::Gzip => "txt.gz",
             Format::Zip => "zip",
         }
@@ -106,7 +109,7 @@ impl Format {
             Format::Pptx => "pptx",
             Format::Odt => "odt",
             Format::Ods => "ods",
-            Format::PdfFlate | Format::PdfPlain => "pdf",
+            Format::PdfFlate | Format::PdfPlain | Format::PdfSubsetFont => "pdf",
             Format::Gzip => "gzip",
             Format::Zip => "zip",
         }
@@ -130,6 +133,7 @@ impl Format {
             Format::Ods => formats::ods(text),
             Format::PdfFlate => pdf::write(&pdf_lines(text), pdf::Style::FlateKerned),
             Format::PdfPlain => pdf::write(&pdf_lines(text), pdf::Style::Plain),
+            Format::PdfSubsetFont => pdf::write(&pdf_lines(text), pdf::Style::SubsetFont),
             Format::Gzip => formats::gzip(text),
             Format::Zip => formats::zip_folder(text),
         };

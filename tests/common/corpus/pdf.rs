@@ -18,6 +18,65 @@ pub enum Style {
     /// Uncompressed content streams; each line one literal string shown with `Tj`, every
     /// fifth as a hex string.
     Plain,
+    /// As office suites export: a subset font with two-byte glyph codes of its own
+    /// (Identity-H) that only the font's ToUnicode map turns back into text, shown with
+    /// kerned `TJ` arrays in Flate-compressed streams.
+    SubsetFont,
+}
+
+/// Glyph codes of a subset font: each character gets the next code as it first appears,
+/// so the codes say nothing about the characters.
+struct Glyphs(Vec<char>);
+
+impl Glyphs {
+    fn new(lines: &[String]) -> Self {
+        let mut chars: Vec<char> = Vec::new();
+        for c in lines.iter().flat_map(|l| l.chars()) {
+            if !chars.contains(&c) {
+                chars.push(c);
+            }
+        }
+        Glyphs(chars)
+    }
+
+    fn code(&self, c: char) -> usize {
+        1 + self
+            .0
+            .iter()
+            .position(|&x| x == c)
+            .expect("every shown character has a glyph")
+    }
+
+    fn show(&self, s: &str) -> String {
+        let codes: String = s.chars().map(|c| format!("{:04X}", self.code(c))).collect();
+        format!("<{codes}>")
+    }
+
+    /// The ToUnicode CMap, at most 100 mappings to a block as the format asks.
+    fn to_unicode(&self) -> Vec<u8> {
+        let mut cmap = String::from(
+            "/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n\
+             /CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n\
+             /CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n\
+             1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n",
+        );
+        let all: Vec<(usize, char)> = self.0.iter().map(|&c| (self.code(c), c)).collect();
+        for block in all.chunks(100) {
+            cmap += &format!("{} beginbfchar\n", block.len());
+            for (code, c) in block {
+                let mut utf16 = [0u16; 2];
+                let units: String = c
+                    .encode_utf16(&mut utf16)
+                    .iter()
+                    .map(|u| format!("{u:04X}"))
+                    .collect();
+                cmap += &format!("<{code:04X}> <{units}>\n");
+            }
+            cmap += "endbfchar\n";
+        }
+        cmap += "endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n";
+        cmap.into_bytes()
+    }
 }
 
 const LINES_PER_PAGE: usize = 60;
@@ -53,7 +112,7 @@ fn hex(s: &str) -> String {
 }
 
 /// The text operators of one page.
-fn page_content(lines: &[String], style: Style, rng: &mut Lcg) -> Vec<u8> {
+fn page_content(lines: &[String], style: Style, glyphs: &Glyphs, rng: &mut Lcg) -> Vec<u8> {
     let mut ops = format!("BT\n/F1 10 Tf\n{LEADING} TL\n50 750 Td\n");
     for (i, line) in lines.iter().enumerate() {
         if i > 0 {
@@ -63,17 +122,17 @@ fn page_content(lines: &[String], style: Style, rng: &mut Lcg) -> Vec<u8> {
         match style {
             Style::Plain if i % 5 == 4 => ops += &format!("{} Tj\n", hex(line)),
             Style::Plain => ops += &format!("{} Tj\n", literal(line)),
-            Style::FlateKerned => {
+            Style::FlateKerned | Style::SubsetFont => {
                 let mut array = String::from("[");
                 for (j, piece) in pieces(line, rng, 2, 9).iter().enumerate() {
                     if j > 0 {
                         let kern = rng.range(0, 60) as i64 - 30;
                         array += &format!(" {kern} ");
                     }
-                    array += &if rng.range(0, 3) == 0 {
-                        hex(piece)
-                    } else {
-                        literal(piece)
+                    array += &match style {
+                        Style::SubsetFont => glyphs.show(piece),
+                        _ if rng.range(0, 3) == 0 => hex(piece),
+                        _ => literal(piece),
                     };
                 }
                 ops += &format!("{array}] TJ\n");
@@ -112,7 +171,7 @@ fn assemble(objects: &[Vec<u8>]) -> Vec<u8> {
 fn stream(content: Vec<u8>, style: Style) -> Vec<u8> {
     let (data, filter) = match style {
         Style::Plain => (content, ""),
-        Style::FlateKerned => {
+        Style::FlateKerned | Style::SubsetFont => {
             let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
             z.write_all(&content).unwrap();
             (z.finish().unwrap(), " /Filter /FlateDecode")
@@ -131,12 +190,41 @@ pub fn from_operators(shown: &[String]) -> Vec<u8> {
         "BT\n/F1 10 Tf\n{LEADING} TL\n50 750 Td\n{}\nET\n",
         shown.join("\nT*\n")
     );
-    assemble(&document(vec![ops.into_bytes()], Style::Plain))
+    assemble(&document(vec![ops.into_bytes()], Style::Plain, None))
+}
+
+/// The Type0 font of [`Style::SubsetFont`], its descendant, descriptor and ToUnicode map,
+/// numbered from `first` on (the font itself is object 4). The font program is not
+/// embedded: readers substitute one, and text extraction needs only the map.
+fn subset_font(first: usize, glyphs: &Glyphs) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let name = "/AAQXBC+Calibri";
+    let font = format!(
+        "<< /Type /Font /Subtype /Type0 /BaseFont {name} /Encoding /Identity-H \
+         /DescendantFonts [{first} 0 R] /ToUnicode {} 0 R >>",
+        first + 2
+    );
+    let descendant = format!(
+        "<< /Type /Font /Subtype /CIDFontType2 /BaseFont {name} /CIDSystemInfo \
+         << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> \
+         /FontDescriptor {} 0 R /DW 500 /CIDToGIDMap /Identity >>",
+        first + 1
+    );
+    let descriptor = format!(
+        "<< /Type /FontDescriptor /FontName {name} /Flags 32 \
+         /FontBBox [-503 -307 1240 964] /ItalicAngle 0 /Ascent 750 /Descent -250 \
+         /CapHeight 632 /StemV 80 >>"
+    );
+    let map = stream(glyphs.to_unicode(), Style::FlateKerned);
+    (
+        font.into_bytes(),
+        vec![descendant.into_bytes(), descriptor.into_bytes(), map],
+    )
 }
 
 /// The objects of a document whose pages have the given content streams.
-fn document(contents: Vec<Vec<u8>>, style: Style) -> Vec<Vec<u8>> {
-    // 1 catalog, 2 page tree, 3 info, 4 font, then a page and its content for each page.
+fn document(contents: Vec<Vec<u8>>, style: Style, glyphs: Option<&Glyphs>) -> Vec<Vec<u8>> {
+    // 1 catalog, 2 page tree, 3 info, 4 font, then a page and its content for each page,
+    // then the parts of a subset font.
     let kids: Vec<String> = (0..contents.len())
         .map(|i| format!("{} 0 R", 5 + 2 * i))
         .collect();
@@ -152,6 +240,12 @@ fn document(contents: Vec<Vec<u8>>, style: Style) -> Vec<Vec<u8>> {
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
             .to_vec(),
     ];
+    let mut font_parts = Vec::new();
+    if let Some(glyphs) = glyphs {
+        let (font, parts) = subset_font(5 + 2 * contents.len(), glyphs);
+        objects[3] = font;
+        font_parts = parts;
+    }
     for (i, content) in contents.into_iter().enumerate() {
         objects.push(
             format!(
@@ -163,18 +257,21 @@ fn document(contents: Vec<Vec<u8>>, style: Style) -> Vec<Vec<u8>> {
         );
         objects.push(stream(content, style));
     }
+    objects.extend(font_parts);
     objects
 }
 
 /// A PDF showing `lines`, one per line of the page.
 pub fn write(lines: &[String], style: Style) -> Vec<u8> {
     let mut rng = Lcg::new(&lines.concat());
+    let glyphs = Glyphs::new(lines);
     let contents = lines
         .chunks(LINES_PER_PAGE)
         .map(|page| {
             assert!(page.iter().all(|l| l.chars().count() <= MAX_LINE));
-            page_content(page, style, &mut rng)
+            page_content(page, style, &glyphs, &mut rng)
         })
         .collect();
-    assemble(&document(contents, style))
+    let subset = (style == Style::SubsetFont).then_some(&glyphs);
+    assemble(&document(contents, style, subset))
 }
