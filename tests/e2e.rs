@@ -597,3 +597,50 @@ fn docx_and_pdf_holding_a_card_number_are_backed_up_as_personal() {
         );
     }
 }
+
+#[test]
+fn a_document_over_the_classification_cap_is_uploaded_marked_partially_classified() {
+    let stack = Stack::with(Options {
+        classify_extra: "max-bytes = \"1MiB\"",
+        ..Options::default()
+    });
+    // A Word document with 3 MiB of harmless prose: more text than classification may read.
+    let paragraph =
+        "<w:p><w:r><w:t>The quarterly report lists no figures of note.</w:t></w:r></w:p>";
+    let body = paragraph.repeat((3 << 20) / paragraph.len());
+    let mut docx = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut docx);
+    let deflated = zip::write::SimpleFileOptions::default();
+    zip.start_file("word/document.xml", deflated).unwrap();
+    std::io::Write::write_all(
+        &mut zip,
+        format!("<w:document><w:body>{body}</w:body></w:document>").as_bytes(),
+    )
+    .unwrap();
+    zip.finish().unwrap();
+    std::fs::write(stack.mnt.join("long.docx"), docx.into_inner()).unwrap();
+    // The same prose, short enough to be read whole.
+    std::fs::write(
+        stack.mnt.join("short.txt"),
+        "The quarterly report lists no figures of note.\n",
+    )
+    .unwrap();
+
+    let long = stack.wait_audit("long.docx");
+    assert_eq!(long["outcome"], "uploaded", "{long}");
+    assert_eq!(long["format"], "docx", "{long}");
+    let reason = long["partial"].as_str().expect("marked partial");
+    assert!(reason.contains("classify.max-bytes"), "{long}");
+    // Not known to be general: classify.partial-class, personal by default.
+    assert_eq!(long["classification"], "personal", "{long}");
+
+    let short = stack.wait_audit("short.txt");
+    assert_eq!(short["classification"], "general", "{short}");
+    assert!(short.get("partial").is_none(), "{short}");
+    assert!(
+        stack
+            .metrics()
+            .contains("backupfs_classify_partial_total 1\n"),
+        "one file counted as partially classified"
+    );
+}

@@ -276,6 +276,8 @@ pub struct Options {
     pub policy_extra: &'static str,
     /// More entries for `destination.allowed`, after the default or `allowed`.
     pub also_allowed: &'static [&'static str],
+    /// Extra lines for the `[classify]` section.
+    pub classify_extra: &'static str,
     /// Sections appended to the config, such as `[class.personal]`.
     pub config_tail: &'static str,
     /// Put a recording proxy between backupfs and the S3 server, so that a test can see
@@ -308,6 +310,7 @@ impl Default for Options {
             policy_extra: "",
             also_allowed: &[],
             config_tail: "",
+            classify_extra: "",
             record_s3: false,
         }
     }
@@ -852,6 +855,7 @@ settle-delay = "{settle}"
 max-delay = "{max_delay}"
 [classify]
 sensitive-keywords = ["confidential", "password", "client data"]
+{classify_extra}
 [policy]
 max-file-size = "{max}"
 blacklist = ["**/*.exe"]
@@ -891,6 +895,7 @@ listen = "127.0.0.1:{metrics_port}"
         destination = destination_text(root, endpoint, opts),
         policy_extra = opts.policy_extra,
         config_tail = opts.config_tail,
+        classify_extra = opts.classify_extra,
         passthrough = opts.passthrough,
         allow_other = opts.allow_other,
         log_format = opts.log_format,
