@@ -444,7 +444,8 @@ fn classify_measured(args: &[&str], path: &Path) -> (Value, u64) {
 }
 
 /// The bombs: a docx whose document inflates to 3 GiB of text, a zip of four 1 GiB text
-/// members, a gzip of 6 GiB of text, and a gzip of 6 GiB of zeros.
+/// members and a zip holding that zip, a gzip of 6 GiB of text, and a gzip of 6 GiB of
+/// zeros. Each comes with whether it is text (and so must be marked partial).
 fn write_bombs(dir: &Path) -> Vec<(PathBuf, bool)> {
     let text = bomb::unit(b"bla ");
     let mut written = Vec::new();
@@ -460,12 +461,11 @@ fn write_bombs(dir: &Path) -> Vec<(PathBuf, bool)> {
     let tail = "</w:t></w:r></w:p></w:body></w:document>";
     let document =
         bomb::deflate_repeated(head.as_bytes(), &text, 3 * GIB / bomb::MIB, tail.as_bytes());
-    let types = bomb::deflate_repeated(
-        b"<?xml version=\"1.0\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"><Override PartName=\"/word/document.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml\"/></Types>",
-        b"",
-        0,
-        b"",
-    );
+    let types = "<?xml version=\"1.0\"?><Types \
+                 xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
+                 <Override PartName=\"/word/document.xml\" ContentType=\"application/\
+                 vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml\"/></Types>";
+    let types = bomb::deflate_repeated(types.as_bytes(), b"", 0, b"");
     put(
         "bomb.docx",
         bomb::zip(&[
@@ -478,7 +478,14 @@ fn write_bombs(dir: &Path) -> Vec<(PathBuf, bool)> {
     let member = bomb::deflate_repeated(b"", &text, GIB / bomb::MIB, b"");
     let names = ["part1.txt", "part2.txt", "part3.txt", "part4.txt"];
     let members: Vec<(&str, &bomb::Deflated)> = names.iter().map(|n| (*n, &member)).collect();
-    put("bomb.zip", bomb::zip(&members), true);
+    let zip = bomb::zip(&members);
+    // The classic: the bomb inside another archive.
+    let nested = corpus::formats::zip_parts(&[
+        ("README.txt", b"Monthly export.\n".to_vec(), false),
+        ("export/inner.zip", zip.clone(), true),
+    ]);
+    put("bomb.zip", zip, true);
+    put("nested.zip", nested, true);
 
     let long = bomb::deflate_repeated(b"", &text, 6 * GIB / bomb::MIB, b"");
     put("bomb.txt.gz", bomb::gzip(&long), true);
@@ -521,7 +528,10 @@ fn bombs_stop_at_the_caps_in_little_memory() {
     }
     // The byte cap out of the way, the time cap stops the 6 GiB of text; and the built-in
     // caps stop it too.
-    let (path, _) = &bombs[2];
+    let (path, _) = bombs
+        .iter()
+        .find(|(p, _)| p.ends_with("bomb.txt.gz"))
+        .unwrap();
     let start = std::time::Instant::now();
     let caps = ["--max-bytes", "1TiB", "--max-time", "2s"];
     let (record, rss_kib) = classify_measured(&caps, path);
