@@ -242,6 +242,7 @@ fn docx_and_pdf_with_a_card_number_are_personal() {
         (Format::PdfFlate, "pdf"),
         (Format::PdfPlain, "pdf"),
         (Format::PdfSubsetFont, "pdf"),
+        (Format::PdfObjectStreams, "pdf"),
     ];
     let paths: Vec<PathBuf> = files
         .iter()
@@ -286,7 +287,12 @@ fn generated_pdfs_are_read_by_pdftotext() {
     }
     let dir = tempfile::tempdir().unwrap();
     for text in texts::all() {
-        for format in [Format::PdfFlate, Format::PdfPlain, Format::PdfSubsetFont] {
+        for format in [
+            Format::PdfFlate,
+            Format::PdfPlain,
+            Format::PdfSubsetFont,
+            Format::PdfObjectStreams,
+        ] {
             let path = dir
                 .path()
                 .join(format!("{}.{}", text.name, format.suffix()));

@@ -49,12 +49,13 @@ pub enum Format {
     PdfFlate,
     PdfPlain,
     PdfSubsetFont,
+    PdfObjectStreams,
     Gzip,
     Zip,
 }
 
 impl Format {
-    pub const ALL: [Format; 16] = [
+    pub const ALL: [Format; 17] = [
         Format::Utf8,
         Format::Utf8Bom,
         Format::Utf16LeBom,
@@ -69,6 +70,7 @@ impl Format {
         Format::PdfFlate,
         Format::PdfPlain,
         Format::PdfSubsetFont,
+        Format::PdfObjectStreams,
         Format::Gzip,
         Format::Zip,
     ];
@@ -90,6 +92,7 @@ impl Format {
             Format::PdfFlate => "flate.pdf",
             Format::PdfPlain => "plain.pdf",
             Format::PdfSubsetFont => "subset-font.pdf",
+            Format::PdfObjectStreams => "object-streams.pdf",
             Format::Gzip => "txt.gz",
             Format::Zip => "zip",
         }
@@ -109,7 +112,10 @@ impl Format {
             Format::Pptx => "pptx",
             Format::Odt => "odt",
             Format::Ods => "ods",
-            Format::PdfFlate | Format::PdfPlain | Format::PdfSubsetFont => "pdf",
+            Format::PdfFlate
+            | Format::PdfPlain
+            | Format::PdfSubsetFont
+            | Format::PdfObjectStreams => "pdf",
             Format::Gzip => "gzip",
             Format::Zip => "zip",
         }
@@ -134,6 +140,7 @@ impl Format {
             Format::PdfFlate => pdf::write(&pdf_lines(text), pdf::Style::FlateKerned),
             Format::PdfPlain => pdf::write(&pdf_lines(text), pdf::Style::Plain),
             Format::PdfSubsetFont => pdf::write(&pdf_lines(text), pdf::Style::SubsetFont),
+            Format::PdfObjectStreams => pdf::write(&pdf_lines(text), pdf::Style::ObjectStreams),
             Format::Gzip => formats::gzip(text),
             Format::Zip => formats::zip_folder(text),
         };

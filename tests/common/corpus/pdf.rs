@@ -22,6 +22,16 @@ pub enum Style {
     /// (Identity-H) that only the font's ToUnicode map turns back into text, shown with
     /// kerned `TJ` arrays in Flate-compressed streams.
     SubsetFont,
+    /// As [`Style::SubsetFont`], in a PDF 1.5 file: every object but the streams packed
+    /// into a compressed object stream (fonts and page dictionaries included), and a
+    /// cross-reference stream instead of the table, as most current producers write.
+    ObjectStreams,
+}
+
+impl Style {
+    fn subset(self) -> bool {
+        matches!(self, Style::SubsetFont | Style::ObjectStreams)
+    }
 }
 
 /// Glyph codes of a subset font: each character gets the next code as it first appears,
@@ -122,7 +132,7 @@ fn page_content(lines: &[String], style: Style, glyphs: &Glyphs, rng: &mut Lcg) 
         match style {
             Style::Plain if i % 5 == 4 => ops += &format!("{} Tj\n", hex(line)),
             Style::Plain => ops += &format!("{} Tj\n", literal(line)),
-            Style::FlateKerned | Style::SubsetFont => {
+            Style::FlateKerned | Style::SubsetFont | Style::ObjectStreams => {
                 let mut array = String::from("[");
                 for (j, piece) in pieces(line, rng, 2, 9).iter().enumerate() {
                     if j > 0 {
@@ -130,7 +140,7 @@ fn page_content(lines: &[String], style: Style, glyphs: &Glyphs, rng: &mut Lcg) 
                         array += &format!(" {kern} ");
                     }
                     array += &match style {
-                        Style::SubsetFont => glyphs.show(piece),
+                        _ if style.subset() => glyphs.show(piece),
                         _ if rng.range(0, 3) == 0 => hex(piece),
                         _ => literal(piece),
                     };
@@ -168,10 +178,76 @@ fn assemble(objects: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
+    z.write_all(data).unwrap();
+    z.finish().unwrap()
+}
+
+/// Serialises numbered objects (1..) as PDF 1.5 does: streams as they are, everything else
+/// in one compressed object stream, indexed by a compressed cross-reference stream.
+fn assemble_packed(objects: &[Vec<u8>]) -> Vec<u8> {
+    let is_stream = |body: &Vec<u8>| body.windows(8).any(|w| w == b"\nstream\n");
+    let packed_no = objects.len() + 1;
+    let xref_no = objects.len() + 2;
+    let mut out = b"%PDF-1.5\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    // Per object: (type, field 2, field 3) of its cross-reference entry.
+    let mut entries = vec![(0u8, 0u32, 65535u16)];
+    let (mut index, mut body) = (String::new(), Vec::new());
+    for (i, object) in objects.iter().enumerate() {
+        if is_stream(object) {
+            entries.push((1, u32::try_from(out.len()).unwrap(), 0));
+            writeln!(out, "{} 0 obj", i + 1).unwrap();
+            out.extend_from_slice(object);
+            out.extend_from_slice(b"\nendobj\n");
+        } else {
+            let at = u16::try_from(index.split(' ').count() / 2).unwrap();
+            entries.push((2, u32::try_from(packed_no).unwrap(), at));
+            index += &format!("{} {} ", i + 1, body.len());
+            body.extend_from_slice(object);
+            body.push(b'\n');
+        }
+    }
+    let count = entries.iter().filter(|e| e.0 == 2).count();
+    let mut data = index.into_bytes();
+    let first = data.len();
+    data.extend_from_slice(&body);
+    let data = deflate(&data);
+    entries.push((1, u32::try_from(out.len()).unwrap(), 0));
+    write!(
+        out,
+        "{packed_no} 0 obj\n<< /Type /ObjStm /N {count} /First {first} /Length {} \
+         /Filter /FlateDecode >>\nstream\n",
+        data.len()
+    )
+    .unwrap();
+    out.extend_from_slice(&data);
+    out.extend_from_slice(b"\nendstream\nendobj\n");
+
+    let xref_at = out.len();
+    entries.push((1, u32::try_from(xref_at).unwrap(), 0));
+    let table: Vec<u8> = entries
+        .iter()
+        .flat_map(|(t, a, b)| [&[*t][..], &a.to_be_bytes(), &b.to_be_bytes()].concat())
+        .collect();
+    let table = deflate(&table);
+    write!(
+        out,
+        "{xref_no} 0 obj\n<< /Type /XRef /Size {} /W [1 4 2] /Root 1 0 R /Info 3 0 R \
+         /Length {} /Filter /FlateDecode >>\nstream\n",
+        xref_no + 1,
+        table.len()
+    )
+    .unwrap();
+    out.extend_from_slice(&table);
+    write!(out, "\nendstream\nendobj\nstartxref\n{xref_at}\n%%EOF\n").unwrap();
+    out
+}
+
 fn stream(content: Vec<u8>, style: Style) -> Vec<u8> {
     let (data, filter) = match style {
         Style::Plain => (content, ""),
-        Style::FlateKerned | Style::SubsetFont => {
+        Style::FlateKerned | Style::SubsetFont | Style::ObjectStreams => {
             let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
             z.write_all(&content).unwrap();
             (z.finish().unwrap(), " /Filter /FlateDecode")
@@ -272,6 +348,10 @@ pub fn write(lines: &[String], style: Style) -> Vec<u8> {
             page_content(page, style, &glyphs, &mut rng)
         })
         .collect();
-    let subset = (style == Style::SubsetFont).then_some(&glyphs);
-    assemble(&document(contents, style, subset))
+    let subset = style.subset().then_some(&glyphs);
+    let objects = document(contents, style, subset);
+    match style {
+        Style::ObjectStreams => assemble_packed(&objects),
+        _ => assemble(&objects),
+    }
 }
