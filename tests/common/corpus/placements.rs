@@ -51,45 +51,128 @@ fn word_paragraph(line: &str) -> String {
     )
 }
 
-/// A Word document whose body is harmless and whose page header reads `header`.
-fn docx_with_header(header: &str, body: &[&str]) -> Vec<u8> {
-    let paras: String = body.iter().map(|l| word_paragraph(l)).collect();
+/// A Word document part beside the body: its file name under `word/`, its kind (the
+/// relationship and content type name it), and its XML.
+struct WordPart {
+    file: &'static str,
+    kind: &'static str,
+    xml: String,
+}
+
+/// A Word document with the body `body` (paragraph XML), `sect` inside its section
+/// properties, and `parts` related to it as rId1, rId2, ...
+fn docx_package(body: &str, sect: &str, parts: &[WordPart]) -> Vec<u8> {
     let document = format!(
-        "{XML_DECL}\n<w:document xmlns:w=\"{W_NS}\" xmlns:r=\"{R_NS}\"><w:body>{paras}\
-         <w:sectPr><w:headerReference w:type=\"default\" r:id=\"rId1\"/></w:sectPr>\
-         </w:body></w:document>"
+        "{XML_DECL}\n<w:document xmlns:w=\"{W_NS}\" xmlns:r=\"{R_NS}\"><w:body>{body}\
+         <w:sectPr>{sect}</w:sectPr></w:body></w:document>"
     );
-    let hdr = format!(
-        "{XML_DECL}\n<w:hdr xmlns:w=\"{W_NS}\" xmlns:r=\"{R_NS}\">{}</w:hdr>",
-        word_paragraph(header)
+    let names: Vec<String> = parts.iter().map(|p| format!("/word/{}", p.file)).collect();
+    let kinds: Vec<String> = parts
+        .iter()
+        .map(|p| format!("wordprocessingml.{}+xml", p.kind))
+        .collect();
+    let mut overrides = vec![("/word/document.xml", "wordprocessingml.document.main+xml")];
+    overrides.extend(
+        names
+            .iter()
+            .map(String::as_str)
+            .zip(kinds.iter().map(String::as_str)),
     );
-    let wml = "wordprocessingml";
-    zip_parts(&[
+    let ids: Vec<String> = (1..=parts.len()).map(|i| format!("rId{i}")).collect();
+    let rel_kinds: Vec<String> = parts
+        .iter()
+        .map(|p| format!("officeDocument/2006/relationships/{}", p.kind))
+        .collect();
+    let doc_rels: Vec<(&str, &str, &str)> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (ids[i].as_str(), rel_kinds[i].as_str(), p.file))
+        .collect();
+    let mut zip: Vec<(String, Vec<u8>, bool)> = vec![
+        ("[Content_Types].xml".into(), types(&overrides), false),
         (
-            "[Content_Types].xml",
-            types(&[
-                ("/word/document.xml", &format!("{wml}.document.main+xml")),
-                ("/word/header1.xml", &format!("{wml}.header+xml")),
-            ]),
-            false,
-        ),
-        (
-            "_rels/.rels",
+            "_rels/.rels".into(),
             rels(&[("rId1", OFFICE_DOC, "word/document.xml")]),
             false,
         ),
         (
-            "word/_rels/document.xml.rels",
-            rels(&[(
-                "rId1",
-                "officeDocument/2006/relationships/header",
-                "header1.xml",
-            )]),
+            "word/_rels/document.xml.rels".into(),
+            rels(&doc_rels),
             false,
         ),
-        ("word/document.xml", document.into_bytes(), false),
-        ("word/header1.xml", hdr.into_bytes(), false),
-    ])
+        ("word/document.xml".into(), document.into_bytes(), false),
+    ];
+    for part in parts {
+        zip.push((
+            format!("word/{}", part.file),
+            part.xml.clone().into_bytes(),
+            false,
+        ));
+    }
+    zip_parts(&zip)
+}
+
+/// A Word document whose body is harmless and whose page header reads `header`.
+fn docx_with_header(header: &str, body: &[&str]) -> Vec<u8> {
+    let paras: String = body.iter().map(|l| word_paragraph(l)).collect();
+    let hdr = WordPart {
+        file: "header1.xml",
+        kind: "header",
+        xml: format!(
+            "{XML_DECL}\n<w:hdr xmlns:w=\"{W_NS}\" xmlns:r=\"{R_NS}\">{}</w:hdr>",
+            word_paragraph(header)
+        ),
+    };
+    let sect = "<w:headerReference w:type=\"default\" r:id=\"rId1\"/>";
+    docx_package(&paras, sect, &[hdr])
+}
+
+/// A Word document with a reviewer's comment `comment` on its one harmless paragraph.
+fn docx_with_comment(comment: &str) -> Vec<u8> {
+    let body = "<w:p><w:commentRangeStart w:id=\"0\"/><w:r><w:t>Budget for the offsite\
+                </w:t></w:r><w:commentRangeEnd w:id=\"0\"/><w:r>\
+                <w:commentReference w:id=\"0\"/></w:r></w:p>";
+    let comments = WordPart {
+        file: "comments.xml",
+        kind: "comments",
+        xml: format!(
+            "{XML_DECL}\n<w:comments xmlns:w=\"{W_NS}\"><w:comment w:id=\"0\" \
+             w:author=\"Ana\" w:date=\"2024-11-05T09:30:00Z\" w:initials=\"A\">{}\
+             </w:comment></w:comments>",
+            word_paragraph(comment)
+        ),
+    };
+    docx_package(body, "", &[comments])
+}
+
+/// A Word document with a footnote reading `note`.
+fn docx_with_footnote(note: &str) -> Vec<u8> {
+    let body = "<w:p><w:r><w:t>The numbers come from the usual source.</w:t></w:r><w:r>\
+                <w:rPr><w:rStyle w:val=\"FootnoteReference\"/></w:rPr>\
+                <w:footnoteReference w:id=\"1\"/></w:r></w:p>";
+    let footnotes = WordPart {
+        file: "footnotes.xml",
+        kind: "footnotes",
+        xml: format!(
+            "{XML_DECL}\n<w:footnotes xmlns:w=\"{W_NS}\"><w:footnote w:id=\"1\">{}\
+             </w:footnote></w:footnotes>",
+            word_paragraph(note)
+        ),
+    };
+    docx_package(body, "", &[footnotes])
+}
+
+/// A Word document with tracked changes: `deleted` struck out, still in the file.
+fn docx_with_deletion(deleted: &str) -> Vec<u8> {
+    let body = format!(
+        "<w:p><w:r><w:t xml:space=\"preserve\">Pay the deposit by card </w:t></w:r>\
+         <w:del w:id=\"1\" w:author=\"Ana\" w:date=\"2024-11-05T09:30:00Z\"><w:r>\
+         <w:delText>{}</w:delText></w:r></w:del><w:ins w:id=\"2\" w:author=\"Ana\" \
+         w:date=\"2024-11-05T09:31:00Z\"><w:r><w:t>on file</w:t></w:r></w:ins>\
+         <w:r><w:t>.</w:t></w:r></w:p>",
+        esc(deleted)
+    );
+    docx_package(&body, "", &[])
 }
 
 /// A cell: a number as a number, anything else as an inline string (as many libraries
@@ -119,8 +202,9 @@ fn sheet(rows: &[&[&str]]) -> Vec<u8> {
         .into_bytes()
 }
 
-/// A workbook of inline-string sheets, named Sheet1, Sheet2, ...
-fn xlsx_sheets(sheets: &[&[&[&str]]]) -> Vec<u8> {
+/// A workbook of inline-string sheets, named Sheet1, Sheet2, ..., with `note` (a cell and
+/// its text) as a note on the first sheet.
+fn xlsx_sheets(sheets: &[&[&[&str]]], note: Option<(&str, &str)>) -> Vec<u8> {
     let n = sheets.len();
     let list: String = (1..=n)
         .map(|i| format!("<sheet name=\"Sheet{i}\" sheetId=\"{i}\" r:id=\"rId{i}\"/>"))
@@ -138,6 +222,9 @@ fn xlsx_sheets(sheets: &[&[&[&str]]]) -> Vec<u8> {
             .iter()
             .map(|p| (p.as_str(), "spreadsheetml.worksheet+xml")),
     );
+    if note.is_some() {
+        overrides.push(("/xl/comments1.xml", "spreadsheetml.comments+xml"));
+    }
     let ids: Vec<(String, String)> = (1..=n)
         .map(|i| (format!("rId{i}"), format!("worksheets/sheet{i}.xml")))
         .collect();
@@ -167,6 +254,21 @@ fn xlsx_sheets(sheets: &[&[&[&str]]]) -> Vec<u8> {
     ];
     for (name, rows) in names.iter().zip(sheets) {
         parts.push((name[1..].to_string(), sheet(rows), false));
+    }
+    if let Some((cell, text)) = note {
+        let comments = format!(
+            "{XML_DECL}\n<comments xmlns=\"{SML_NS}\"><authors><author>Ana</author></authors>\
+             <commentList><comment ref=\"{cell}\" authorId=\"0\"><text><r><t>{}</t></r>\
+             </text></comment></commentList></comments>",
+            esc(text)
+        );
+        let kind = "officeDocument/2006/relationships/comments";
+        parts.push((
+            "xl/worksheets/_rels/sheet1.xml.rels".to_string(),
+            rels(&[("rId1", kind, "../comments1.xml")]),
+            false,
+        ));
+        parts.push(("xl/comments1.xml".to_string(), comments.into_bytes(), false));
     }
     zip_parts(&parts)
 }
@@ -263,7 +365,8 @@ const ODF_NS: &str = "xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:offic
      xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\" \
      xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\" \
      xmlns:style=\"urn:oasis:names:tc:opendocument:xmlns:style:1.0\" \
-     xmlns:xlink=\"http://www.w3.org/1999/xlink\" office:version=\"1.3\"";
+     xmlns:xlink=\"http://www.w3.org/1999/xlink\" xmlns:dc=\"http://purl.org/dc/elements/1.1/\" \
+     office:version=\"1.3\"";
 
 /// An ODF package with `content.xml` and, if given, `styles.xml` (where page headers and
 /// footers live).
@@ -299,6 +402,18 @@ const ODS: &str = "application/vnd.oasis.opendocument.spreadsheet";
 
 fn odt_body(inner: &str) -> String {
     format!("<office:body><office:text>{inner}</office:text></office:body>")
+}
+
+/// Writer's tracked changes: a deleted paragraph holding `deleted`, kept in the file.
+fn odt_deletion(deleted: &str) -> String {
+    format!(
+        "<text:tracked-changes><text:changed-region text:id=\"ct1\"><text:deletion>\
+         <office:change-info><dc:creator>Ana</dc:creator><dc:date>2024-11-05T09:30:00\
+         </dc:date></office:change-info><text:p>Account {}</text:p></text:deletion>\
+         </text:changed-region></text:tracked-changes><text:p>Payment details\
+         <text:change text:change-id=\"ct1\"/> follow by post.</text:p>",
+        esc(deleted)
+    )
 }
 
 fn odt_header(header: &str, body: &str) -> Vec<u8> {
@@ -362,7 +477,8 @@ pub fn pdf_lines() -> [(&'static str, &'static [&'static str]); 2] {
 pub fn generate(dir: &Path) -> Vec<Sample> {
     let visa = grouped(&card("4485", 16, 31, true), &[4, 4, 4, 4], " ");
     let ch = iban("CH", "00762011623852957", true, true);
-    let samples: Vec<(&str, Class, &str, Vec<u8>)> = vec![
+    let samples: Vec<(&str, Class, &str, Vec<u8>)> =
+        vec![
         (
             "sensitive-header.docx",
             Class::Sensitive,
@@ -395,7 +511,7 @@ pub fn generate(dir: &Path) -> Vec<Sample> {
                     &["February", "1350"],
                 ],
                 &[&["Holder", "Card"], &["P. Lindqvist", &visa]],
-            ]),
+            ], None),
         ),
         (
             "personal-inline-strings.xlsx",
@@ -404,13 +520,13 @@ pub fn generate(dir: &Path) -> Vec<Sample> {
             xlsx_sheets(&[&[
                 &["Name", "Mail"],
                 &["Ana Souza", "ana.souza@example.com.br"],
-            ]]),
+            ]], None),
         ),
         (
             "general-inline-strings.xlsx",
             Class::General,
             "xlsx",
-            xlsx_sheets(&[&[&["Item", "Count"], &["Chairs", "12"], &["Desks", "4"]]]),
+            xlsx_sheets(&[&[&["Item", "Count"], &["Chairs", "12"], &["Desks", "4"]]], None),
         ),
         (
             "sensitive-speaker-notes.pptx",
@@ -448,6 +564,60 @@ pub fn generate(dir: &Path) -> Vec<Sample> {
                 ),
                 None,
             ),
+        ),
+        (
+            "sensitive-comment.docx",
+            Class::Sensitive,
+            "docx",
+            docx_with_comment("The password for the booking site is in the safe."),
+        ),
+        (
+            "general-comment.docx",
+            Class::General,
+            "docx",
+            docx_with_comment("Check the venue's cancellation terms first."),
+        ),
+        (
+            "sensitive-footnote.docx",
+            Class::Sensitive,
+            "docx",
+            docx_with_footnote("Source: the client data export of March."),
+        ),
+        (
+            "personal-tracked-deletion.docx",
+            Class::Personal,
+            "docx",
+            docx_with_deletion(&visa),
+        ),
+        (
+            "personal-note-on-a-cell.xlsx",
+            Class::Personal,
+            "xlsx",
+            xlsx_sheets(
+                &[&[&["Supplier", "Contact"], &["Nordlicht GmbH", "see note"]]],
+                Some(("B2", "Call Mrs Berg on +49 40 3070 8112.")),
+            ),
+        ),
+        (
+            "sensitive-footnote.odt",
+            Class::Sensitive,
+            "odt",
+            odf(
+                ODT,
+                &odt_body(
+                    "<text:p>The numbers come from the usual source<text:note text:id=\"ftn1\" \
+                     text:note-class=\"footnote\"><text:note-citation>1</text:note-citation>\
+                     <text:note-body><text:p>Source: the client data export of March.\
+                     </text:p></text:note-body></text:note>.</text:p>",
+                ),
+                None,
+            ),
+        ),
+        (
+            "personal-tracked-deletion.odt",
+            Class::Personal,
+            "odt",
+            odf(ODT, &odt_body(&odt_deletion(&ch)), None),
         ),
         (
             "sensitive-page-header.odt",
