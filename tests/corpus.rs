@@ -262,6 +262,83 @@ fn docx_and_pdf_with_a_card_number_are_personal() {
     }
 }
 
+/// A config whose `[classify]` replaces the sensitive keywords, adds a personal keyword
+/// and asks for two personal-data matches; the rest is what any config needs.
+fn write_classify_config(dir: &Path) -> PathBuf {
+    let pass = dir.join("pass");
+    std::fs::write(&pass, "a passphrase of some length\n").unwrap();
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    for sub in ["src", "mnt"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let config = dir.join("backupfs.toml");
+    let text = format!(
+        "[mount]\nsource = \"src\"\nmountpoint = \"mnt\"\n\
+         [encrypt]\npassphrase-file = \"pass\"\n\
+         [destination]\nkind = \"dir\"\npath = \"out\"\nallowed = [\"file://{}/out\"]\n\
+         [metrics]\nlisten = \"\"\n\
+         [classify]\nsensitive-keywords = [\"project falcon\"]\n\
+         personal-keywords = [\"patient\"]\npersonal-threshold = 2\n",
+        dir.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn a_config_file_sets_keywords_and_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_classify_config(dir.path());
+    // (text, class by default, class under the config)
+    let cases = [
+        (
+            "Minutes: Project Falcon starts in May.",
+            "general",
+            "sensitive",
+        ),
+        ("This memo is confidential.", "sensitive", "general"),
+        (
+            "Contact jane.doe@example.com for the keys.",
+            "personal",
+            "general",
+        ),
+        (
+            "The patient asked for a copy; mail roe@example.org.",
+            "personal",
+            "personal",
+        ),
+    ];
+    let mut paths = Vec::new();
+    for (i, (line, _, _)) in cases.iter().enumerate() {
+        let text = texts::Text {
+            name: "config-case",
+            class: Class::General,
+            lines: vec![line.to_string()],
+            cells: None,
+        };
+        for format in [Format::Docx, Format::PdfSubsetFont, Format::Utf16Be] {
+            let path = dir.path().join(format!("case{i}.{}", format.suffix()));
+            format.write(&path, &text);
+            paths.push((path, i));
+        }
+    }
+    let all: Vec<PathBuf> = paths.iter().map(|(p, _)| p.clone()).collect();
+    let defaults = classify(&[], &all);
+    let configured = classify(&["--config", config.to_str().unwrap()], &all);
+    for (path, i) in &paths {
+        let (line, by_default, by_config) = cases[*i];
+        let name = file_name(path);
+        assert_eq!(
+            defaults[path]["class"], by_default,
+            "{name} {line:?} by default"
+        );
+        assert_eq!(
+            configured[path]["class"], by_config,
+            "{name} {line:?} under the config"
+        );
+    }
+}
+
 /// Normalises white space, so a line compares equal however a reader spaces it.
 fn words(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
