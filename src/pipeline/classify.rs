@@ -1,14 +1,23 @@
 //! Stage 2: sort a file into sensitive, personal or general, reading it once in chunks.
 //!
-//! Sensitive means a configured keyword appears (case-insensitively). Personal means the
-//! file holds identifiable data that passes a validity check: an e-mail address, a payment
-//! card number (issuer range and length, Luhn), an IBAN (country length, mod 97) or a
-//! dashed US Social Security number in an issued range. Chunks overlap by a small window so a match split across two reads is found.
+//! Sensitive means a configured keyword appears as a whole word (ASCII case ignored).
+//! Personal means the file holds enough identifiable data that passes a validity check: an
+//! e-mail address, a payment card number (issuer range and length, Luhn), an IBAN (country
+//! length, mod 97), a dashed US Social Security number in an issued range, a phone number,
+//! a real date after a birth-date label, or a personal keyword.
+//!
+//! Each read is looked at once for all detectors: a pass the compiler vectorises marks the
+//! few bytes a match can be anchored on (`@`, `+` before a digit, the start of a run of
+//! digits), and only there are the detectors' shapes and checks tried; a date of birth is a
+//! date with a label behind it. Keywords are found by a SIMD multi-pattern search (Teddy)
+//! in an ASCII-lowercased copy of the read. Reads overlap by a window so that a match split
+//! across two reads is found, and only matches anchored before the kept tail are counted,
+//! so it is found once.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{packed, AhoCorasick, Span};
 use serde::Serialize;
 
 use super::dedup::CHUNK;
@@ -39,148 +48,202 @@ pub struct Classification {
     pub detectors: BTreeMap<&'static str, u64>,
 }
 
+/// The built-in personal-data detectors, by their names in the audit record.
+const DETECTORS: [&str; 6] = [
+    "email",
+    "payment-card",
+    "iban",
+    "us-ssn",
+    "phone",
+    "date-of-birth",
+];
+const EMAIL: usize = 0;
+const CARD: usize = 1;
+const IBAN: usize = 2;
+const SSN: usize = 3;
+const PHONE: usize = 4;
+const BIRTH: usize = 5;
+
+/// Longest span a personal-data match can take from its anchor: a 254-byte e-mail address.
+const PERSONAL_WINDOW: usize = 256;
+/// How far before its anchor a detector looks: a birth-date label ends up to 19 bytes
+/// before its date, is up to 19 bytes long and must not follow a word character.
+const BEHIND: usize = 64;
+/// Longest domain an e-mail address can have.
+const MAX_DOMAIN: usize = 253;
+
 pub struct Classifier {
-    /// Every keyword in one automaton, matched ASCII-case-insensitively in a single pass;
-    /// pattern ids from `personal_from` on are personal keywords, the rest sensitive.
-    keywords: Option<AhoCorasick>,
-    personal_from: usize,
+    keywords: Option<Keywords>,
+    /// Bytes of each read kept for the next one, so that a match anchored before them is
+    /// whole in the window that counts it.
     overlap: usize,
     /// Personal-data matches (all detectors together) that make a file personal.
     threshold: u64,
 }
 
-/// The personal-data detectors: a name for the audit record and a counter of matches whose
-/// anchor lies before `limit` in the text.
-type Counter = fn(&[u8], usize) -> u64;
-const DETECTORS: &[(&str, Counter)] = &[
-    ("email", count_emails),
-    ("payment-card", count_card_numbers),
-    ("iban", count_ibans),
-    ("us-ssn", count_us_ssns),
-    ("phone", count_phone_numbers),
-    ("date-of-birth", count_dates_of_birth),
-];
+/// The keywords, ASCII-lowercased, and a searcher for where one of them starts.
+struct Keywords {
+    words: Vec<Vec<u8>>,
+    /// Words from this index on are personal keywords, the ones before it sensitive.
+    personal_from: usize,
+    longest: usize,
+    finder: Finder,
+}
 
-/// Longest span a personal-data match can take: a 254-byte e-mail address.
-const PERSONAL_WINDOW: usize = 256;
+enum Finder {
+    /// Teddy, a SIMD search for up to a few dozen patterns (x86-64 and aarch64). It reports
+    /// one pattern per position; the words starting there are then compared one by one.
+    Packed(packed::Searcher),
+    /// An Aho-Corasick automaton otherwise, reporting every word that matches.
+    Automaton(AhoCorasick),
+}
+
+impl Keywords {
+    fn new(sensitive: &[String], personal: &[String]) -> Option<Self> {
+        let add = |words: &mut Vec<Vec<u8>>, list: &[String]| {
+            for word in list {
+                let word = word.trim().to_ascii_lowercase().into_bytes();
+                if !word.is_empty() && !words.contains(&word) {
+                    words.push(word);
+                }
+            }
+        };
+        let mut words = Vec::new();
+        add(&mut words, sensitive);
+        let personal_from = words.len();
+        add(&mut words, personal);
+        let longest = words.iter().map(Vec::len).max()?;
+        let finder = match packed::Config::new().builder().extend(&words).build() {
+            Some(searcher) => Finder::Packed(searcher),
+            None => Finder::Automaton(AhoCorasick::new(&words).ok()?),
+        };
+        Some(Self {
+            words,
+            personal_from,
+            longest,
+            finder,
+        })
+    }
+
+    /// Looks for keywords starting in `text[from..limit]`, in `lower`, the lowercased
+    /// `text[from..]`. None if a sensitive one is there, else how many personal ones.
+    fn scan(
+        &self,
+        text: &[u8],
+        lower: &[u8],
+        from: usize,
+        limit: usize,
+        done: bool,
+    ) -> Option<u64> {
+        let mut personal = 0;
+        // Whether word `id` standing at `at` in `lower` makes the file sensitive.
+        let mut judge = |id: usize, at: usize| {
+            let (start, end) = (from + at, from + at + self.words[id].len());
+            if start >= limit || !whole_word(text, start, end, done) {
+                return false;
+            }
+            if id < self.personal_from {
+                return true;
+            }
+            personal += 1;
+            false
+        };
+        match &self.finder {
+            Finder::Packed(searcher) => {
+                let mut at = 0;
+                while let Some(m) = searcher.find_in(lower, Span::from(at..lower.len())) {
+                    let start = m.start();
+                    if from + start >= limit {
+                        break;
+                    }
+                    for (id, word) in self.words.iter().enumerate() {
+                        if lower[start..].starts_with(word) && judge(id, start) {
+                            return None;
+                        }
+                    }
+                    at = start + 1;
+                }
+            }
+            Finder::Automaton(automaton) => {
+                for m in automaton.find_overlapping_iter(lower) {
+                    if judge(m.pattern().as_usize(), m.start()) {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(personal)
+    }
+}
+
+/// Whether `text[start..end]` is a whole word: no word character touches it on either side.
+/// A word at the very end of the window is judged once the next byte is read (`done` says
+/// none will be).
+fn whole_word(text: &[u8], start: usize, end: usize, done: bool) -> bool {
+    let opens = start == 0 || !is_word_byte(text[start - 1]);
+    let closes = match text.get(end) {
+        Some(b) => !is_word_byte(*b),
+        None => done,
+    };
+    opens && closes
+}
 
 impl Classifier {
     /// `sensitive` keywords make a file sensitive; each `personal` keyword counts as one
     /// personal-data match. Both match whole words only, ignoring ASCII case.
     pub fn new(sensitive: &[String], personal: &[String], threshold: u64) -> Self {
-        let clean = |list: &[String]| -> Vec<String> {
-            list.iter()
-                .map(|k| k.trim().to_string())
-                .filter(|k| !k.is_empty())
-                .collect()
-        };
-        let (sensitive, personal) = (clean(sensitive), clean(personal));
-        let personal_from = sensitive.len();
-        let keywords: Vec<String> = sensitive.into_iter().chain(personal).collect();
-        let longest = keywords.iter().map(String::len).max().unwrap_or(0);
-        let automaton = (!keywords.is_empty())
-            .then(|| {
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .build(&keywords)
-            })
-            .and_then(Result::ok);
+        let keywords = Keywords::new(sensitive, personal);
+        let longest = keywords.as_ref().map_or(0, |k| k.longest);
         Self {
-            keywords: automaton,
-            personal_from,
-            // One byte more than the longest keyword, so a keyword that starts in the kept
-            // tail always ends inside the window that scans it.
-            overlap: (longest + 1).max(PERSONAL_WINDOW),
+            keywords,
+            // A keyword starting in the kept tail ends at least a character (up to 4 bytes
+            // of UTF-8) before the window does, so the byte after it is always seen.
+            overlap: (longest + 4).max(PERSONAL_WINDOW),
             threshold: threshold.max(1),
         }
     }
 
-    /// Keywords standing as whole words in `window`: whether a sensitive one is there, and
-    /// how many personal ones start before `limit`. `before` is the byte that preceded the
-    /// window (none at the start of the file); `done` says nothing follows it.
-    fn keywords_in(
-        &self,
-        window: &[u8],
-        before: Option<u8>,
-        done: bool,
-        limit: usize,
-    ) -> (bool, u64) {
-        let Some(automaton) = &self.keywords else {
-            return (false, 0);
-        };
-        let mut personal = 0;
-        for m in automaton.find_overlapping_iter(window) {
-            let (start, end) = (m.start(), m.end());
-            let prev = if start == 0 {
-                before
-            } else {
-                Some(window[start - 1])
-            };
-            let opens = prev.is_none_or(|b| !is_word_byte(b));
-            // A keyword at the very end is judged once the next byte is read.
-            let closes = match window.get(end) {
-                Some(b) => !is_word_byte(*b),
-                None => done,
-            };
-            if !(opens && closes) {
-                continue;
-            }
-            if m.pattern().as_usize() < self.personal_from {
-                return (true, 0);
-            }
-            if start < limit {
-                personal += 1;
-            }
-        }
-        (false, personal)
-    }
-
-    /// Reads `reader` once. Each pass scans the previous pass's tail plus a new chunk, and
-    /// counts only matches anchored before the tail it keeps (all of them at the end), so a
-    /// match split across reads is found once.
+    /// Reads `reader` once, `CHUNK` bytes at a time. Each window is the previous one's tail
+    /// plus a new read: `BEHIND` bytes already counted, for the detectors that look back,
+    /// then the bytes to scan. Matches anchored in the window's last `overlap` bytes are
+    /// left for the next window (except at the end), so a match split across reads is
+    /// found once.
     pub fn classify<R: Read>(&self, mut reader: R) -> io::Result<Classification> {
-        let mut window: Vec<u8> = Vec::with_capacity(CHUNK + self.overlap);
-        let mut buf = vec![0u8; CHUNK];
-        let mut counts = [0u64; DETECTORS.len()];
-        let mut personal_keywords = 0;
-        let mut before = None;
+        let mut scan = Scan::default();
+        let mut window = vec![0u8; BEHIND + self.overlap + CHUNK];
+        let (mut filled, mut start) = (0, 0);
         loop {
-            let n = match reader.read(&mut buf) {
+            let n = match reader.read(&mut window[filled..filled + CHUNK]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            window.extend_from_slice(&buf[..n]);
+            filled += n;
             let done = n == 0;
             let limit = if done {
-                window.len()
+                filled
             } else {
-                window.len().saturating_sub(self.overlap)
+                filled.saturating_sub(self.overlap).max(start)
             };
-            let (sensitive, personal) = self.keywords_in(&window, before, done, limit);
-            if sensitive {
+            if (limit > start || done) && scan.window(self, &window[..filled], start, limit, done) {
                 return Ok(Classification {
                     class: Class::Sensitive,
                     detectors: BTreeMap::from([("sensitive-keyword", 1)]),
                 });
             }
-            personal_keywords += personal;
-            for (count, (_, counter)) in counts.iter_mut().zip(DETECTORS) {
-                *count += counter(&window, limit);
-            }
-            if limit > 0 {
-                before = Some(window[limit - 1]);
-            }
-            window.drain(..limit);
             if done {
                 break;
             }
+            let keep = limit.saturating_sub(BEHIND);
+            window.copy_within(keep..filled, 0);
+            scan.offset += keep as u64;
+            filled -= keep;
+            start = limit - keep;
         }
         let detectors: BTreeMap<&'static str, u64> = DETECTORS
-            .iter()
-            .map(|(name, _)| *name)
-            .zip(counts)
-            .chain([("personal-keyword", personal_keywords)])
+            .into_iter()
+            .zip(scan.counts)
+            .chain([("personal-keyword", scan.personal_keywords)])
             .filter(|(_, n)| *n > 0)
             .collect();
         let class = if detectors.values().sum::<u64>() >= self.threshold {
@@ -191,6 +254,213 @@ impl Classifier {
         Ok(Classification { class, detectors })
     }
 }
+
+/// What one classification has counted so far.
+#[derive(Default)]
+struct Scan {
+    counts: [u64; DETECTORS.len()],
+    personal_keywords: u64,
+    /// File offset of the window's first byte.
+    offset: u64,
+    /// File offset where the last phone number counted ends: a number inside it (the
+    /// North American one in `+1 212-555-0123`) is not counted again.
+    phone_end: u64,
+    /// The window from `start` on, ASCII-lowercased, for the keyword search.
+    lower: Vec<u8>,
+}
+
+impl Scan {
+    /// Scans `text[from..limit]` for anchors; true if a sensitive keyword is there.
+    fn window(
+        &mut self,
+        c: &Classifier,
+        text: &[u8],
+        from: usize,
+        limit: usize,
+        done: bool,
+    ) -> bool {
+        if let Some(keywords) = &c.keywords {
+            let end = text.len().min(limit + keywords.longest);
+            self.lower.clear();
+            self.lower
+                .extend(text[from..end].iter().map(u8::to_ascii_lowercase));
+            match keywords.scan(text, &self.lower, from, limit, done) {
+                None => return true,
+                Some(n) => self.personal_keywords += n,
+            }
+        }
+        let mut base = from;
+        while base < limit {
+            let mut mask = anchors(text, base);
+            if limit - base < 64 {
+                mask &= (1 << (limit - base)) - 1;
+            }
+            while mask != 0 {
+                let i = base + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                self.anchor(text, i);
+            }
+            base += 64;
+        }
+        false
+    }
+
+    /// Tries the detectors anchored at `text[i]`.
+    fn anchor(&mut self, text: &[u8], i: usize) {
+        match text[i] {
+            b'@' => self.counts[EMAIL] += u64::from(email_at(text, i)),
+            b'+' => {
+                if phone_alone(byte_before(text, i, 1)) {
+                    let n = international_phone(&text[i + 1..]).map(|n| n + 1);
+                    self.phone(i, n);
+                }
+            }
+            _ => self.number(text, i),
+        }
+    }
+
+    /// Counts a phone number of `len` bytes at `text[i]` unless one counted already covers it.
+    fn phone(&mut self, i: usize, len: Option<usize>) {
+        let at = self.offset + i as u64;
+        if let Some(n) = len.filter(|_| at >= self.phone_end) {
+            self.counts[PHONE] += 1;
+            self.phone_end = at + n as u64;
+        }
+    }
+
+    /// The detectors anchored on a run of digits starting at `text[i]`. Most runs are
+    /// too short, or followed by the wrong byte, for any of them: one table look-up tells.
+    #[inline(always)]
+    fn number(&mut self, text: &[u8], i: usize) {
+        let (run, next) = digit_run(text, i);
+        let p = byte_before(text, i, 1);
+        let shaped = FOLLOWERS[usize::from(next)] >> run.min(5) & 1 != 0;
+        // An IBAN's check digits follow its country code.
+        let iban = p.is_some_and(|b| b.is_ascii_uppercase());
+        if shaped || iban {
+            self.shaped_number(text, i, run, next, p);
+        }
+    }
+
+    fn shaped_number(&mut self, text: &[u8], i: usize, run: usize, next: u8, p: Option<u8>) {
+        let pp = byte_before(text, i, 2);
+        // A card number is looked at from its first group of four or more digits, not
+        // from each group.
+        let grouped = matches!(p, Some(b' ' | b'-')) && pp.is_some_and(|b| b.is_ascii_digit());
+        if (run >= 5 || (run == 4 && matches!(next, b' ' | b'-')))
+            && !grouped
+            && (b'2'..=b'6').contains(&text[i])
+            && card_at(&text[i..])
+        {
+            self.counts[CARD] += 1;
+        }
+        if p.is_some_and(|b| b.is_ascii_uppercase())
+            && pp.is_some_and(|b| b.is_ascii_uppercase())
+            && byte_before(text, i, 3).is_none_or(|b| !b.is_ascii_alphanumeric())
+            && iban_at(&text[i - 2..])
+        {
+            self.counts[IBAN] += 1;
+        }
+        match (run, next) {
+            // `123-45-6789`, `212-555-0123`.
+            (3, b'-') => {
+                self.counts[SSN] += u64::from(ssn_at(text, i));
+                if phone_alone(p) {
+                    self.phone(i, north_american_phone(&text[i..]));
+                }
+            }
+            // `(212) 555-0123`, from its parenthesis.
+            (3, b')') if p == Some(b'(') && phone_alone(pp) => {
+                self.phone(i - 1, north_american_phone(&text[i - 1..]));
+            }
+            (4, b'-') | (2, b'/' | b'.') if date_at(&text[i..]) && birth_label_before(text, i) => {
+                self.counts[BIRTH] += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The byte `back` bytes before `text[i]`, if the window has it (it lacks it only at the
+/// start of the file).
+fn byte_before(text: &[u8], i: usize, back: usize) -> Option<u8> {
+    i.checked_sub(back).map(|j| text[j])
+}
+
+/// Whether a detector can be anchored at `b[1]`, `b[0]` being the byte before it: an `@`,
+/// a `+` before a digit, or the first digit of a run of three or more, of two before `/` or
+/// `.` (a date), or of two after an uppercase letter (an IBAN's check digits). Written
+/// without branches so that the compiler vectorises it.
+#[inline(always)]
+fn anchor_at(b: [u8; 4]) -> bool {
+    let digit = |x: u8| x.wrapping_sub(b'0') < 10;
+    let [prev, b0, b1, b2] = b;
+    let long = digit(b2) | (b2 == b'/') | (b2 == b'.') | (prev.wrapping_sub(b'A') < 26);
+    let number = digit(b0) & !digit(prev) & digit(b1) & long;
+    number | ((b0 == b'+') & digit(b1)) | (b0 == b'@')
+}
+
+/// The anchors in `text[base..base + 64]`, as bits.
+fn anchors(text: &[u8], base: usize) -> u64 {
+    if base == 0 || base + 66 > text.len() {
+        let at = |i: usize| text.get(i).copied().unwrap_or(0);
+        return (0..64)
+            .filter(|&k| {
+                let i = base + k;
+                let prev = i.checked_sub(1).map_or(0, at);
+                i < text.len() && anchor_at([prev, at(i), at(i + 1), at(i + 2)])
+            })
+            .fold(0, |mask, k| mask | 1 << k);
+    }
+    let bytes: &[u8; 67] = text[base - 1..base + 66].try_into().expect("67 bytes");
+    let mut flags = [0u8; 64];
+    for (k, flag) in flags.iter_mut().enumerate() {
+        *flag = u8::from(anchor_at([
+            bytes[k],
+            bytes[k + 1],
+            bytes[k + 2],
+            bytes[k + 3],
+        ]));
+    }
+    // Each byte of `word` is 0 or 1; the multiplication gathers them into its top byte.
+    flags
+        .chunks_exact(8)
+        .enumerate()
+        .fold(0, |mask, (k, word)| {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            mask | (word.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k)
+        })
+}
+
+/// How many digits (up to 8) start `text[i..]`, and the byte after them (0 at the end).
+#[inline(always)]
+fn digit_run(text: &[u8], i: usize) -> (usize, u8) {
+    let run = match text.get(i..i + 8) {
+        Some(word) => {
+            const ONES: u64 = 0x0101_0101_0101_0101;
+            let t = u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ (ONES * b'0' as u64);
+            // The top bit of each byte that is not a digit (whose `t` is over 9).
+            let other = (((t & (ONES * 0x7f)) + ONES * 0x76) | t) & (ONES * 0x80);
+            (other.trailing_zeros() / 8) as usize
+        }
+        None => text[i..].iter().take_while(|b| b.is_ascii_digit()).count(),
+    };
+    (run, text.get(i + run).copied().unwrap_or(0))
+}
+
+/// For each byte that may follow a run of digits, the run lengths (bits 2 to 5, 5 meaning
+/// five or more) at which the run may start a match: `12/` or `12.` a date, `123-` an SSN or
+/// a phone number, `123)` a phone number, `2026-` a date, `4111 ` a card number, and any
+/// five digits or more a card number or IBAN.
+const FOLLOWERS: [u8; 256] = {
+    let mut table = [1 << 5; 256];
+    table[b'/' as usize] |= 1 << 2;
+    table[b'.' as usize] |= 1 << 2;
+    table[b'-' as usize] |= 1 << 3 | 1 << 4;
+    table[b')' as usize] |= 1 << 3;
+    table[b' ' as usize] |= 1 << 4;
+    table
+};
 
 /// Letters, digits and `_` make up words; a keyword must not touch one on either side.
 fn is_word_byte(b: u8) -> bool {
@@ -205,88 +475,54 @@ fn is_domain_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
 }
 
-/// An address is `local@domain.tld`: a non-empty local part, a domain with at least one dot,
-/// labels that neither start nor end with `-` or `.`, and an alphabetic TLD of 2+ letters.
-fn count_emails(text: &[u8], limit: usize) -> u64 {
-    text[..limit]
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'@')
-        .filter(|(at, _)| {
-            let at = *at;
-            let local = text[..at]
-                .iter()
-                .rev()
-                .take_while(|b| is_local_char(**b))
-                .count();
-            let domain_len = text[at + 1..]
-                .iter()
-                .take_while(|b| is_domain_char(**b))
-                .count();
-            let domain = text[at + 1..at + 1 + domain_len].trim_ascii_end_dots();
-            local > 0 && valid_domain(domain)
-        })
-        .count() as u64
-}
-
-trait TrimDots {
-    fn trim_ascii_end_dots(&self) -> &[u8];
-}
-
-impl TrimDots for [u8] {
-    /// A sentence may end right after an address: "mail bob@example.com."
-    fn trim_ascii_end_dots(&self) -> &[u8] {
-        let end = self.iter().rposition(|b| *b != b'.').map_or(0, |i| i + 1);
-        &self[..end]
+/// An address is `local@domain.tld` around the `@` at `text[at]`: a non-empty local part,
+/// a domain of at most 253 bytes with at least one dot, labels that neither start nor end
+/// with `-` or `.`, and an alphabetic TLD of 2+ letters. A sentence may end right after an
+/// address: "mail bob@example.com."
+fn email_at(text: &[u8], at: usize) -> bool {
+    if at == 0 || !is_local_char(text[at - 1]) {
+        return false;
     }
+    let rest = &text[at + 1..];
+    let len = rest
+        .iter()
+        .take(MAX_DOMAIN + 1)
+        .take_while(|b| is_domain_char(**b))
+        .count();
+    let domain = &rest[..len];
+    let trimmed = domain.iter().rposition(|b| *b != b'.').map_or(0, |i| i + 1);
+    len <= MAX_DOMAIN && valid_domain(&domain[..trimmed])
 }
 
 fn valid_domain(domain: &[u8]) -> bool {
-    let labels: Vec<&[u8]> = domain.split(|b| *b == b'.').collect();
-    let tld = labels.last().copied().unwrap_or_default();
-    labels.len() >= 2
-        && labels
-            .iter()
-            .all(|l| !l.is_empty() && l[0] != b'-' && l[l.len() - 1] != b'-')
-        && tld.len() >= 2
-        && tld.iter().all(u8::is_ascii_alphabetic)
-}
-
-/// Finds runs of 12 to 19 digits, optionally grouped by single spaces or dashes, that stand
-/// alone (no digit right before or after), start as a known card issuer's numbers do with a
-/// length that issuer uses, and pass the Luhn check.
-fn count_card_numbers(text: &[u8], limit: usize) -> u64 {
-    let (mut i, mut found) = (0, 0);
-    while i < limit {
-        if !text[i].is_ascii_digit() || (i > 0 && text[i - 1].is_ascii_digit()) {
-            i += 1;
-            continue;
+    let mut labels = 0;
+    for label in domain.split(|b| *b == b'.') {
+        if label.first().is_none_or(|b| *b == b'-') || label.last() == Some(&b'-') {
+            return false;
         }
-        let (digits, end) = digit_run(&text[i..]);
-        if card_issuer_valid(&digits) && luhn_valid(&digits) {
-            found += 1;
-        }
-        i += end.max(1);
+        labels += 1;
     }
-    found
+    let tld = domain.rsplit(|b| *b == b'.').next().unwrap_or_default();
+    labels >= 2 && tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic)
 }
 
-/// Collects digits from the start of `text`, allowing one separator between digits.
-fn digit_run(text: &[u8]) -> (Vec<u8>, usize) {
-    let mut digits = Vec::new();
-    let mut i = 0;
-    while i < text.len() && digits.len() <= 19 {
+/// Whether a card number starts `text`: 12 to 19 digits, optionally grouped by single
+/// spaces or dashes (the caller sees that the first group has four digits or more, and that
+/// no digit or group precedes), that start as a known card issuer's numbers do with a
+/// length that issuer uses, and pass the Luhn check.
+fn card_at(text: &[u8]) -> bool {
+    let (mut digits, mut n, mut i) = ([0u8; 20], 0, 0);
+    while i < text.len() && n < digits.len() {
         let b = text[i];
         if b.is_ascii_digit() {
-            digits.push(b - b'0');
-            i += 1;
-        } else if (b == b' ' || b == b'-') && text.get(i + 1).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        } else {
+            digits[n] = b - b'0';
+            n += 1;
+        } else if !((b == b' ' || b == b'-') && text.get(i + 1).is_some_and(u8::is_ascii_digit)) {
             break;
         }
+        i += 1;
     }
-    (digits, i)
+    card_issuer_valid(&digits[..n]) && luhn_valid(&digits[..n])
 }
 
 /// Whether `digits` (values 0-9) start with a known issuer's prefix and have a length that
@@ -328,45 +564,32 @@ pub fn card_issuer_valid(digits: &[u8]) -> bool {
     }
 }
 
-/// Finds an IBAN: a country code, two check digits and the country's account number, all
-/// together or in groups of four separated by single spaces, that has the length that
-/// country uses and passes the mod-97 check.
-fn count_ibans(text: &[u8], limit: usize) -> u64 {
-    let last = limit.min(text.len().saturating_sub(14));
-    (0..last)
-        .filter(|&i| {
-            let starts = text[i].is_ascii_uppercase()
-                && text[i + 1].is_ascii_uppercase()
-                && (i == 0 || !text[i - 1].is_ascii_alphanumeric());
-            starts && iban_at(&text[i..])
-        })
-        .count() as u64
-}
-
+/// Whether an IBAN starts `text`: a country code, two check digits and the country's
+/// account number, all together or in groups of four separated by single spaces, that has
+/// the length that country uses and passes the mod-97 check. The caller sees that no
+/// letter or digit precedes.
 fn iban_at(text: &[u8]) -> bool {
-    let Some(want) = iban_length(&text[..2]) else {
+    let Some(want) = text.get(..2).and_then(iban_length) else {
         return false;
     };
     // Collect alphanumerics, allowing a single space after every group of four.
-    let mut chars = Vec::with_capacity(34);
-    let mut i = 0;
-    while i < text.len() && chars.len() < want {
+    let (mut chars, mut n, mut i) = ([0u8; 34], 0, 0);
+    while i < text.len() && n < want {
         let b = text[i];
         if b.is_ascii_digit() || b.is_ascii_uppercase() {
-            chars.push(b);
-            i += 1;
-        } else if b == b' ' && chars.len() % 4 == 0 && !chars.is_empty() {
-            i += 1;
-        } else {
+            chars[n] = b;
+            n += 1;
+        } else if !(b == b' ' && n % 4 == 0 && n > 0) {
             break;
         }
+        i += 1;
     }
     let ends = text.get(i).is_none_or(|b| !b.is_ascii_alphanumeric());
-    chars.len() == want
+    n == want
         && ends
         && chars[2].is_ascii_digit()
         && chars[3].is_ascii_digit()
-        && iban_mod97(&chars) == 1
+        && iban_mod97(&chars[..n]) == 1
 }
 
 /// The IBAN's remainder modulo 97 after moving the first four characters to the end and
@@ -468,69 +691,42 @@ fn iban_length(country: &[u8]) -> Option<usize> {
         .map(|(_, len)| *len)
 }
 
-/// Finds a US Social Security number written AAA-GG-SSSS, standing alone, in a range the
-/// SSA issues: area not 000, 666 or 900-999, group not 00, serial not 0000. Nine bare
-/// digits are left alone: too many other numbers look like them.
-fn count_us_ssns(text: &[u8], limit: usize) -> u64 {
-    text.windows(11)
-        .enumerate()
-        .take(limit)
-        .filter(|(i, w)| {
-            let (i, w) = (*i, *w);
-            let digits = |r: std::ops::Range<usize>| w[r].iter().all(u8::is_ascii_digit);
-            let shaped =
-                digits(0..3) && w[3] == b'-' && digits(4..6) && w[6] == b'-' && digits(7..11);
-            let alone = (i == 0 || !text[i - 1].is_ascii_alphanumeric() && text[i - 1] != b'-')
-                && text
-                    .get(i + 11)
-                    .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'-');
-            if !(shaped && alone) {
-                return false;
-            }
-            let num = |r: std::ops::Range<usize>| {
-                w[r].iter()
-                    .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
-            };
-            let (area, group, serial) = (num(0..3), num(4..6), num(7..11));
-            area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
-        })
-        .count() as u64
-}
-
-/// Finds phone numbers: international ones (`+` and 8 to 15 digits, the first not 0, in
-/// groups split by single spaces, dashes, dots or a parenthesised group) and North American
-/// ones written `(212) 555-0123` or `212-555-0123` (area and exchange not starting with 0
-/// or 1). Bare digit runs, dates and version strings do not qualify.
-fn count_phone_numbers(text: &[u8], limit: usize) -> u64 {
-    let mut found = 0;
-    let mut i = 0;
-    while i < limit {
-        let alone = i == 0 || !(text[i - 1].is_ascii_alphanumeric() || text[i - 1] == b'+');
-        let len = if !alone {
-            None
-        } else if text[i] == b'+' {
-            international_phone(&text[i + 1..]).map(|n| n + 1)
-        } else if text[i] == b'(' || text[i].is_ascii_digit() {
-            north_american_phone(&text[i..])
-        } else {
-            None
-        };
-        match len {
-            Some(n) => {
-                found += 1;
-                i += n;
-            }
-            None => i += 1,
-        }
+/// Whether a US Social Security number written AAA-GG-SSSS starts at `text[i]`, standing
+/// alone, in a range the SSA issues: area not 000, 666 or 900-999, group not 00, serial
+/// not 0000. Nine bare digits are left alone: too many other numbers look like them.
+fn ssn_at(text: &[u8], i: usize) -> bool {
+    let Some(w) = text.get(i..i + 11) else {
+        return false;
+    };
+    let digits = |r: std::ops::Range<usize>| w[r].iter().all(u8::is_ascii_digit);
+    let shaped = w[3] == b'-' && w[6] == b'-' && digits(0..3) && digits(4..6) && digits(7..11);
+    let apart = |b: &u8| !b.is_ascii_alphanumeric() && *b != b'-';
+    let alone =
+        byte_before(text, i, 1).is_none_or(|b| apart(&b)) && text.get(i + 11).is_none_or(apart);
+    if !(shaped && alone) {
+        return false;
     }
-    found
+    let num = |r: std::ops::Range<usize>| {
+        w[r].iter()
+            .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
+    };
+    let (area, group, serial) = (num(0..3), num(4..6), num(7..11));
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
 }
 
-/// The length of an international number after its `+`, if one starts `text`.
+/// Whether a phone number may start after `before`: not inside a word or number, nor
+/// after another `+`.
+fn phone_alone(before: Option<u8>) -> bool {
+    before.is_none_or(|b| !(b.is_ascii_alphanumeric() || b == b'+'))
+}
+
+/// The length of an international number after its `+`, if one starts `text`: 8 to 15
+/// digits, the first not 0, in groups split by single spaces, dashes, dots or a
+/// parenthesised group. Bare digit runs, dates and version strings do not qualify.
 fn international_phone(text: &[u8]) -> Option<usize> {
     let (mut digits, mut i) = (0, 0);
     let mut open = false;
-    while i < text.len() {
+    while i < text.len() && digits <= 15 {
         let b = text[i];
         let next_digit = text.get(i + 1).is_some_and(u8::is_ascii_digit);
         match b {
@@ -546,8 +742,8 @@ fn international_phone(text: &[u8]) -> Option<usize> {
     (text.first() != Some(&b'0') && (8..=15).contains(&digits) && !open && ends).then_some(i)
 }
 
-/// The length of a North American number, `(NXX) NXX-XXXX` or `NXX-NXX-XXXX`, if one starts
-/// `text`.
+/// The length of a North American number, `(NXX) NXX-XXXX` or `NXX-NXX-XXXX` (area and
+/// exchange not starting with 0 or 1), if one starts `text`.
 fn north_american_phone(text: &[u8]) -> Option<usize> {
     let shape: &[u8] = if text.first() == Some(&b'(') {
         if text.get(5) == Some(&b' ') {
@@ -563,15 +759,16 @@ fn north_american_phone(text: &[u8]) -> Option<usize> {
             b'd' => b.is_ascii_digit(),
             _ => s == b,
         });
+    if !fits {
+        return None;
+    }
     let ends = text
         .get(shape.len())
         .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'-');
-    let digits: Vec<u8> = text[..shape.len().min(text.len())]
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .copied()
-        .collect();
-    (fits && ends && digits[0] >= b'2' && digits[3] >= b'2').then_some(shape.len())
+    let mut digits = text[..shape.len()].iter().filter(|b| b.is_ascii_digit());
+    let area = digits.next().copied().unwrap_or(b'0');
+    let exchange = digits.nth(2).copied().unwrap_or(b'0');
+    (ends && area >= b'2' && exchange >= b'2').then_some(shape.len())
 }
 
 /// Labels that introduce a date of birth, lowercase.
@@ -587,28 +784,26 @@ const BIRTH_LABELS: &[&[u8]] = &[
     b"fecha de nacimiento",
 ];
 
-/// Finds a date of birth: a label (above, as a whole word) followed within 20 bytes by a
-/// real calendar date written YYYY-MM-DD, DD/MM/YYYY, MM/DD/YYYY or DD.MM.YYYY, with a
-/// year from 1900 to 2099.
-fn count_dates_of_birth(text: &[u8], limit: usize) -> u64 {
-    (0..limit)
-        .filter(|&i| {
-            // Every label starts with one of these; most bytes stop here.
-            matches!(text[i] | 0x20, b'd' | b'b' | b'g' | b'f')
-                && (i == 0 || !is_word_byte(text[i - 1]))
-                && BIRTH_LABELS.iter().any(|label| {
-                    let end = i + label.len();
-                    text.len() >= end
-                        && text[i..end].eq_ignore_ascii_case(label)
-                        && text.get(end).is_none_or(|b| !is_word_byte(*b))
-                        && (end..(end + 20).min(text.len()))
-                            .any(|j| !text[j - 1].is_ascii_digit() && date_at(&text[j..]))
-                })
-        })
-        .count() as u64
+/// Whether a birth-date label (above, as a whole word, any ASCII case) ends within the 19
+/// bytes before the date at `text[date]`.
+fn birth_label_before(text: &[u8], date: usize) -> bool {
+    (date.saturating_sub(19).max(2)..date).any(|end| {
+        !is_word_byte(text[end])
+            && text[end - 1].is_ascii_alphabetic()
+            && BIRTH_LABELS.iter().any(|label| {
+                // The last two bytes first: most word ends stop there.
+                let n = label.len();
+                let start = end.wrapping_sub(n);
+                n <= end
+                    && text[end - 2..end].eq_ignore_ascii_case(&label[n - 2..])
+                    && text[start..end - 2].eq_ignore_ascii_case(&label[..n - 2])
+                    && (start == 0 || !is_word_byte(text[start - 1]))
+            })
+    })
 }
 
-/// Whether `text` starts with a valid date in one of the accepted layouts.
+/// Whether `text` starts with a valid date written YYYY-MM-DD, DD/MM/YYYY, MM/DD/YYYY or
+/// DD.MM.YYYY, with a year from 1900 to 2099.
 fn date_at(text: &[u8]) -> bool {
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
         let part = text.get(r)?;
@@ -858,12 +1053,71 @@ mod tests {
             ("DOB 31/12/1990", Class::Personal),
             ("born on 12/31/1990 in Leeds", Class::Personal),
             ("Geburtsdatum 03.04.1975", Class::Personal),
+            ("D.O.B.: 17/03/1984", Class::Personal),
             ("date of birth: 1985-02-29", Class::General),
             ("DOB 32/01/1990", Class::General),
             ("reborn 12/05/1990", Class::General),
             ("released 1990-05-12", Class::General),
         ];
         expect_classes(&cases);
+    }
+
+    /// Hands out at most `step` bytes per read.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    const EVERY_DETECTOR: &str = "mail ann@example.org, card 4111 1111 1111 1111, \
+        IBAN GB82 WEST 1234 5698 7654 32, ssn 123-45-6789, call +44 20 7946 0018, \
+        +1 212-555-0199 or (212) 555-0123 or 212-555-0124, DOB 31/12/1990, the patient. ";
+
+    #[test]
+    fn every_detector_counts_once_however_the_reads_fall() {
+        let per_sample = [
+            ("date-of-birth", 1),
+            ("email", 1),
+            ("iban", 1),
+            ("payment-card", 1),
+            ("personal-keyword", 1),
+            ("phone", 4),
+            ("us-ssn", 1),
+        ];
+        let want = |samples: u64| -> BTreeMap<&'static str, u64> {
+            per_sample.iter().map(|(k, n)| (*k, n * samples)).collect()
+        };
+        let c = Classifier::new(&["confidential".into()], &["patient".into()], 1);
+        let small = EVERY_DETECTOR.repeat(5);
+        for step in [1, 2, 3, 7, 63, 64, 65, 200, CHUNK] {
+            let got = c
+                .classify(Trickle {
+                    data: small.as_bytes(),
+                    step,
+                })
+                .unwrap();
+            assert_eq!(got.detectors, want(5), "reads of {step} bytes");
+        }
+        // Over several full reads, every item straddles a read boundary somewhere.
+        let samples = 3 * CHUNK / EVERY_DETECTOR.len() + 1;
+        let big = EVERY_DETECTOR.repeat(samples);
+        for step in [4093, CHUNK, CHUNK + 1] {
+            let got = c
+                .classify(Trickle {
+                    data: big.as_bytes(),
+                    step,
+                })
+                .unwrap();
+            assert_eq!(got.detectors, want(samples as u64), "reads of {step} bytes");
+        }
     }
 
     #[test]
