@@ -180,12 +180,54 @@ impl Keywords {
 /// A word at the very end of the window is judged once the next byte is read (`done` says
 /// none will be).
 fn whole_word(text: &[u8], start: usize, end: usize, done: bool) -> bool {
-    let opens = start == 0 || !is_word_byte(text[start - 1]);
     let closes = match text.get(end) {
-        Some(b) => !is_word_byte(*b),
+        Some(_) => !word_char_at(text, end),
         None => done,
     };
-    opens && closes
+    !word_char_before(text, start) && closes
+}
+
+/// Letters, digits and `_` make up words, ASCII or not: a keyword must not touch one on
+/// either side, so "confidentialité" does not hold "confidential".
+fn is_word_char(c: char) -> bool {
+    c == '_' || c.is_alphanumeric()
+}
+
+/// The character UTF-8 encodes at the start of `bytes`, if they start with a valid one.
+fn char_at(bytes: &[u8]) -> Option<char> {
+    let len = match bytes.first()? {
+        0..=0x7f => 1,
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return None,
+    };
+    std::str::from_utf8(bytes.get(..len)?).ok()?.chars().next()
+}
+
+/// Whether a word character starts at `text[i]`. Bytes that are not UTF-8 (binary data,
+/// a Latin-1 letter) are not.
+fn word_char_at(text: &[u8], i: usize) -> bool {
+    match text[i] {
+        b if b.is_ascii() => is_word_byte(b),
+        _ => char_at(&text[i..]).is_some_and(is_word_char),
+    }
+}
+
+/// Whether a word character ends right before `text[i]`.
+fn word_char_before(text: &[u8], i: usize) -> bool {
+    let Some(last) = i.checked_sub(1) else {
+        return false;
+    };
+    if text[last].is_ascii() {
+        return is_word_byte(text[last]);
+    }
+    // The character's first byte is the nearest one that is not a continuation byte.
+    (i.saturating_sub(4)..i)
+        .rev()
+        .find(|&j| text[j] & 0xc0 != 0x80)
+        .and_then(|start| char_at(&text[start..i]).filter(|c| start + c.len_utf8() == i))
+        .is_some_and(is_word_char)
 }
 
 impl Classifier {
@@ -462,7 +504,7 @@ const FOLLOWERS: [u8; 256] = {
     table
 };
 
-/// Letters, digits and `_` make up words; a keyword must not touch one on either side.
+/// ASCII letters, digits and `_`.
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -788,7 +830,7 @@ const BIRTH_LABELS: &[&[u8]] = &[
 /// bytes before the date at `text[date]`.
 fn birth_label_before(text: &[u8], date: usize) -> bool {
     (date.saturating_sub(19).max(2)..date).any(|end| {
-        !is_word_byte(text[end])
+        !word_char_at(text, end)
             && text[end - 1].is_ascii_alphabetic()
             && BIRTH_LABELS.iter().any(|label| {
                 // The last two bytes first: most word ends stop there.
@@ -797,7 +839,7 @@ fn birth_label_before(text: &[u8], date: usize) -> bool {
                 n <= end
                     && text[end - 2..end].eq_ignore_ascii_case(&label[n - 2..])
                     && text[start..end - 2].eq_ignore_ascii_case(&label[..n - 2])
-                    && (start == 0 || !is_word_byte(text[start - 1]))
+                    && !word_char_before(text, start)
             })
     })
 }
@@ -1060,6 +1102,62 @@ mod tests {
             ("released 1990-05-12", Class::General),
         ];
         expect_classes(&cases);
+    }
+
+    #[test]
+    fn letters_beyond_ascii_are_part_of_words() {
+        let cases = [
+            ("confidentialité des données", Class::General),
+            ("Inconfidential", Class::General),
+            ("éconfidential", Class::General),
+            ("ßpassword", Class::General),
+            ("пароль password", Class::Sensitive),
+            ("passwordЖ", Class::General),
+            ("password日本", Class::General),
+            ("password٣", Class::General),
+            ("«confidential»", Class::Sensitive),
+            ("confidential—draft", Class::Sensitive),
+            ("confidential\u{a0}draft", Class::Sensitive),
+            ("\u{2003}confidential", Class::Sensitive),
+            ("client data€", Class::Sensitive),
+            ("Geburtsdatum 03.04.1975", Class::Personal),
+            ("Neugeburtsdatum 03.04.1975", Class::General),
+            ("éDOB 31/12/1990", Class::General),
+        ];
+        expect_classes(&cases);
+        // Bytes that are not UTF-8 (binary, a stray Latin-1 letter) are no word characters.
+        let c = Classifier::new(&["confidential".into()], &[], 1);
+        for data in [
+            &b"\xffconfidential\xfe"[..],
+            b"\xe9confidential",
+            b"confidential\xe9",
+            b"confidential\xc3",
+            b"\xa9confidential",
+            b"\x80\x80\x80\x80confidential",
+        ] {
+            assert_eq!(
+                c.classify(data).unwrap().class,
+                Class::Sensitive,
+                "{data:?}"
+            );
+        }
+        // A letter split across two reads still touches the keyword.
+        for at in [
+            CHUNK - 13,
+            CHUNK - 12,
+            CHUNK - 11,
+            CHUNK - PERSONAL_WINDOW - 12,
+        ] {
+            for (glue, before) in [("é", false), ("é", true), ("日", false), ("日", true)] {
+                let mut data = vec![b' '; 2 * CHUNK];
+                data[at..at + 12].copy_from_slice(b"confidential");
+                let glue = glue.as_bytes();
+                let from = if before { at - glue.len() } else { at + 12 };
+                data[from..from + glue.len()].copy_from_slice(glue);
+                let class = c.classify(&data[..]).unwrap().class;
+                assert_eq!(class, Class::General, "{at} {glue:?} before: {before}");
+            }
+        }
     }
 
     /// Hands out at most `step` bytes per read.
