@@ -9,6 +9,7 @@
 use std::io::{Read, Write};
 use std::time::Instant;
 
+use backupfs::config::ClassifyConfig;
 use backupfs::pipeline::classify::Classifier;
 
 const LINES: &[&str] = &[
@@ -53,8 +54,8 @@ fn main() {
         }
     };
     assert_eq!(read_all(), written, "warm-up read");
-    let keywords = ["confidential", "password", "client data"].map(String::from);
-    let classifier = Classifier::new(&keywords, &[], 1);
+    // The default keywords: "confidential", "password", "client data".
+    let classifier = Classifier::new(&ClassifyConfig::default()).expect("default classifier");
     // Three rounds, reading and classifying in turn; the best of each counts, so that a
     // moment of another process's load does not decide the ratio.
     let (mut read_secs, mut classify_secs) = (f64::MAX, f64::MAX);

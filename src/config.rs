@@ -25,7 +25,7 @@ pub enum ConfigError {
     #[error("config file {path}: key `{key}`: {message}")]
     Invalid {
         path: PathBuf,
-        key: &'static str,
+        key: std::borrow::Cow<'static, str>,
         message: String,
     },
 }
@@ -183,6 +183,42 @@ pub struct ClassifyConfig {
     /// it is not known to be general.
     #[serde(deserialize_with = "class_name")]
     pub partial_class: crate::pipeline::classify::Class,
+    /// `[[classify.pattern]]`: detectors of one's own.
+    pub pattern: Vec<PatternConfig>,
+}
+
+/// `[[classify.pattern]]`: a regular expression whose matches, if they pass the validator,
+/// count as personal data or make the file sensitive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PatternConfig {
+    /// The detector's name in the audit record.
+    pub name: String,
+    /// The `regex` crate's syntax, over the file's text as bytes.
+    pub regex: String,
+    /// A check the matched text must pass: none, luhn, mod97, iban, payment-card, us-ssn.
+    #[serde(default = "PatternConfig::default_validator")]
+    pub validator: String,
+    /// `personal` (each match counts toward `personal-threshold`) or `sensitive`.
+    #[serde(default = "PatternConfig::default_class")]
+    pub class: String,
+    /// Longest match counted, in bytes; matches are found across reads up to this length.
+    #[serde(default = "PatternConfig::default_max_length")]
+    pub max_length: usize,
+}
+
+impl PatternConfig {
+    fn default_validator() -> String {
+        "none".into()
+    }
+
+    fn default_class() -> String {
+        "personal".into()
+    }
+
+    fn default_max_length() -> usize {
+        256
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -545,6 +581,7 @@ impl Default for ClassifyConfig {
             max_bytes: ByteSize(1 << 30),
             max_time: std::time::Duration::from_secs(60),
             partial_class: crate::pipeline::classify::Class::Personal,
+            pattern: Vec::new(),
         }
     }
 }
@@ -789,7 +826,7 @@ impl Settings {
         }
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             path: self.config_path.clone(),
-            key,
+            key: key.into(),
             message,
         };
         for (key, dir, what) in [
@@ -843,7 +880,7 @@ impl Config {
     fn validate(mut self, path: &Path) -> Result<Settings, ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
-            key,
+            key: key.into(),
             message,
         };
         let base = match path.parent() {
@@ -865,6 +902,14 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        // Compiles the custom patterns, as the daemon will.
+        crate::pipeline::classify::Classifier::new(&self.classify).map_err(|e| {
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: e.key.into(),
+                message: e.message,
+            }
+        })?;
         if self.pipeline.workers == 0 {
             return Err(invalid("pipeline.workers", "must be at least 1".into()));
         }

@@ -270,7 +270,7 @@ fn build_stages(
         source,
         spool,
         state,
-        classifier: classifier(&cfg.classify),
+        classifier: classifier(&cfg.classify)?,
         extract: crate::pipeline::extract::Limits::from(&cfg.classify),
         gate1: Gate1 {
             max_file_size: cfg.policy.max_file_size.0,
@@ -496,10 +496,6 @@ async fn wait_for_stop(session: &fuser::BackgroundSession) -> bool {
 }
 
 /// The classifier `[classify]` describes.
-pub fn classifier(cfg: &crate::config::ClassifyConfig) -> Classifier {
-    Classifier::new(
-        &cfg.sensitive_keywords,
-        &cfg.personal_keywords,
-        cfg.personal_threshold,
-    )
+pub fn classifier(cfg: &crate::config::ClassifyConfig) -> anyhow::Result<Classifier> {
+    Ok(Classifier::new(cfg)?)
 }

@@ -15,7 +15,7 @@ use crate::pipeline::extract::{self, Limits};
 struct Line<'a> {
     path: String,
     class: &'static str,
-    detectors: &'a BTreeMap<&'static str, u64>,
+    detectors: &'a BTreeMap<String, u64>,
     format: &'static str,
     partial: Option<&'a str>,
 }
@@ -38,7 +38,7 @@ pub fn run(
     }
     cfg.max_bytes = max_bytes.unwrap_or(cfg.max_bytes);
     cfg.max_time = max_time.unwrap_or(cfg.max_time);
-    let classifier = crate::daemon::classifier(&cfg);
+    let classifier = crate::daemon::classifier(&cfg)?;
     let limits = Limits::from(&cfg);
     let mut failed = 0;
     for path in paths {

@@ -522,3 +522,114 @@ fn class_errors_name_the_key() {
     let err = load(&bad).unwrap_err().to_string();
     assert!(err.contains("key `destination.storage-class`"), "{err}");
 }
+
+#[test]
+fn custom_patterns_load_with_defaults_and_bad_ones_name_their_key() {
+    let text = format!(
+        "{MINIMAL}\n[[classify.pattern]]\nname = \"employee-id\"\nregex = '\\bEMP-[0-9]{{6}}\\b'\n\
+         \n[[classify.pattern]]\nname = \"card-ref\"\nregex = 'CR[0-9]{{16}}'\n\
+         validator = \"payment-card\"\nclass = \"sensitive\"\nmax-length = 18\n"
+    );
+    let s = load(&text).expect("patterns load");
+    let patterns = &s.raw.classify.pattern;
+    assert_eq!(patterns.len(), 2);
+    assert_eq!(
+        (
+            patterns[0].validator.as_str(),
+            patterns[0].class.as_str(),
+            patterns[0].max_length
+        ),
+        ("none", "personal", 256)
+    );
+    assert_eq!(
+        (
+            patterns[1].validator.as_str(),
+            patterns[1].class.as_str(),
+            patterns[1].max_length
+        ),
+        ("payment-card", "sensitive", 18)
+    );
+    // The commented example in the shipped config loads as written.
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/backupfs.example.toml"),
+    )
+    .unwrap();
+    // Uncomment from the first `# [[classify.pattern]]` to the end of the comment.
+    let mut in_block = false;
+    let example = example
+        .lines()
+        .map(|l| {
+            in_block = (in_block && l.starts_with('#')) || l == "# [[classify.pattern]]";
+            match in_block {
+                true => l.trim_start_matches('#').trim_start(),
+                false => l,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let s = Config::from_toml(&example, Path::new("/etc/backupfs/config.toml"))
+        .expect("the example's patterns load");
+    let names: Vec<&str> = s
+        .raw
+        .classify
+        .pattern
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["employee-id", "project-codename"]);
+
+    let pattern = |fields: &str| format!("{MINIMAL}\n[[classify.pattern]]\n{fields}\n");
+    let cases = [
+        (
+            pattern("name = \"id\"\nregex = 'EMP-[0-9'"),
+            "key `classify.pattern[0].regex`",
+            "unclosed character class",
+        ),
+        (
+            pattern("name = \"id\"\nregex = 'x'\nvalidator = \"sha1\""),
+            "key `classify.pattern[0].validator`",
+            "unknown validator \"sha1\"",
+        ),
+        (
+            pattern("name = \"id\"\nregex = 'x'\nclass = \"general\""),
+            "key `classify.pattern[0].class`",
+            "expected personal or sensitive",
+        ),
+        (
+            pattern("name = \"\"\nregex = 'x'"),
+            "key `classify.pattern[0].name`",
+            "non-empty",
+        ),
+        (
+            pattern("name = \"phone\"\nregex = 'x'"),
+            "key `classify.pattern[0].name`",
+            "built-in detector",
+        ),
+        (
+            pattern("name = \"id\"\nregex = 'x'\nmax-length = 0"),
+            "key `classify.pattern[0].max-length`",
+            "between 1 and 65536",
+        ),
+        (
+            format!(
+                "{}[[classify.pattern]]\nname = \"id\"\nregex = 'y'\n",
+                pattern("name = \"id\"\nregex = 'x'")
+            ),
+            "key `classify.pattern[1].name`",
+            "classify.pattern[0] too",
+        ),
+        (
+            pattern("name = \"id\"\nregx = 'x'"),
+            "regx",
+            "unknown field",
+        ),
+        (pattern("name = \"id\""), "regex", "missing field"),
+    ];
+    for (text, key, message) in cases {
+        let err = load(&text).expect_err(key).to_string();
+        assert!(
+            err.contains(key) && err.contains(message) && err.contains("/etc/backupfs/config.toml"),
+            "{key}: {err}"
+        );
+    }
+}

@@ -31,7 +31,7 @@ pub struct AuditRecord {
     pub classification: Option<String>,
     /// Detector name to matches; never the matched values.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub detectors: std::collections::BTreeMap<&'static str, u64>,
+    pub detectors: std::collections::BTreeMap<String, u64>,
     /// What classification read the file as: text, utf16, docx, pdf, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<&'static str>,

@@ -4,7 +4,8 @@
 //! Personal means the file holds enough identifiable data that passes a validity check: an
 //! e-mail address, a payment card number (issuer range and length, Luhn), an IBAN (country
 //! length, mod 97), a dashed US Social Security number in an issued range, a phone number,
-//! a real date after a birth-date label, or a personal keyword.
+//! a real date after a birth-date label, or a personal keyword. `[[classify.pattern]]`
+//! adds detectors of one's own: a regular expression and a check on its matches.
 //!
 //! Each read is looked at once for all detectors: a pass the compiler vectorises marks the
 //! few bytes a match can be anchored on (`@`, `+` before a digit, the start of a run of
@@ -18,9 +19,11 @@ use std::collections::BTreeMap;
 use std::io::{self, Read};
 
 use aho_corasick::{packed, AhoCorasick, Span};
+use regex::bytes::{Regex, RegexBuilder};
 use serde::Serialize;
 
 use super::dedup::CHUNK;
+use crate::config::{ClassifyConfig, PatternConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,11 +44,11 @@ impl Class {
 }
 
 /// The class and the detectors that fired with how many times (never the matched values).
-/// A keyword stops the reading at once, so it counts 1.
+/// A sensitive keyword or pattern stops the reading at once, so it counts 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification {
     pub class: Class,
-    pub detectors: BTreeMap<&'static str, u64>,
+    pub detectors: BTreeMap<String, u64>,
 }
 
 /// The built-in personal-data detectors, by their names in the audit record.
@@ -71,9 +74,17 @@ const PERSONAL_WINDOW: usize = 256;
 const BEHIND: usize = 64;
 /// Longest domain an e-mail address can have.
 const MAX_DOMAIN: usize = 253;
+/// Names the audit record gives keywords; custom patterns cannot take them, nor the
+/// detectors' names.
+const SENSITIVE_KEYWORD: &str = "sensitive-keyword";
+const PERSONAL_KEYWORD: &str = "personal-keyword";
+/// Longest `max-length` a custom pattern may have: each read keeps that much for the next.
+pub const MAX_PATTERN_LENGTH: usize = 1 << 16;
 
 pub struct Classifier {
     keywords: Option<Keywords>,
+    /// `[[classify.pattern]]`, in the order configured.
+    patterns: Vec<Pattern>,
     /// Bytes of each read kept for the next one, so that a match anchored before them is
     /// whole in the window that counts it.
     overlap: usize,
@@ -231,18 +242,23 @@ fn word_char_before(text: &[u8], i: usize) -> bool {
 }
 
 impl Classifier {
-    /// `sensitive` keywords make a file sensitive; each `personal` keyword counts as one
-    /// personal-data match. Both match whole words only, ignoring ASCII case.
-    pub fn new(sensitive: &[String], personal: &[String], threshold: u64) -> Self {
-        let keywords = Keywords::new(sensitive, personal);
+    /// The classifier `[classify]` describes: `sensitive-keywords` make a file sensitive;
+    /// each of the `personal-keywords` counts as one personal-data match (both whole words,
+    /// ASCII case ignored); each `[[classify.pattern]]` is a detector of its own. Fails on a
+    /// pattern that does not compile or is misnamed, naming its config key.
+    pub fn new(cfg: &ClassifyConfig) -> Result<Self, PatternError> {
+        let keywords = Keywords::new(&cfg.sensitive_keywords, &cfg.personal_keywords);
+        let patterns = Pattern::compile_all(&cfg.pattern)?;
         let longest = keywords.as_ref().map_or(0, |k| k.longest);
-        Self {
+        let longest_pattern = patterns.iter().map(|p| p.max_length).max().unwrap_or(0);
+        Ok(Self {
             keywords,
-            // A keyword starting in the kept tail ends at least a character (up to 4 bytes
-            // of UTF-8) before the window does, so the byte after it is always seen.
-            overlap: (longest + 4).max(PERSONAL_WINDOW),
-            threshold: threshold.max(1),
-        }
+            patterns,
+            // A keyword or pattern starting in the kept tail ends at least a character (up
+            // to 4 bytes of UTF-8) before the window does, so the byte after it is seen.
+            overlap: (longest.max(longest_pattern) + 4).max(PERSONAL_WINDOW),
+            threshold: cfg.personal_threshold.max(1),
+        })
     }
 
     /// Reads `reader` once, `CHUNK` bytes at a time. Each window is the previous one's tail
@@ -251,7 +267,11 @@ impl Classifier {
     /// left for the next window (except at the end), so a match split across reads is
     /// found once.
     pub fn classify<R: Read>(&self, mut reader: R) -> io::Result<Classification> {
-        let mut scan = Scan::default();
+        let mut scan = Scan {
+            pattern_counts: vec![0; self.patterns.len()],
+            pattern_next: vec![0; self.patterns.len()],
+            ..Scan::default()
+        };
         let mut window = vec![0u8; BEHIND + self.overlap + CHUNK];
         let (mut filled, mut start) = (0, 0);
         loop {
@@ -267,11 +287,13 @@ impl Classifier {
             } else {
                 filled.saturating_sub(self.overlap).max(start)
             };
-            if (limit > start || done) && scan.window(self, &window[..filled], start, limit, done) {
-                return Ok(Classification {
-                    class: Class::Sensitive,
-                    detectors: BTreeMap::from([("sensitive-keyword", 1)]),
-                });
+            if limit > start || done {
+                if let Some(name) = scan.window(self, &window[..filled], start, limit, done) {
+                    return Ok(Classification {
+                        class: Class::Sensitive,
+                        detectors: BTreeMap::from([(name.to_string(), 1)]),
+                    });
+                }
             }
             if done {
                 break;
@@ -282,11 +304,18 @@ impl Classifier {
             filled -= keep;
             start = limit - keep;
         }
-        let detectors: BTreeMap<&'static str, u64> = DETECTORS
+        let detectors: BTreeMap<String, u64> = DETECTORS
             .into_iter()
             .zip(scan.counts)
-            .chain([("personal-keyword", scan.personal_keywords)])
+            .chain([(PERSONAL_KEYWORD, scan.personal_keywords)])
+            .chain(
+                self.patterns
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .zip(scan.pattern_counts),
+            )
             .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| (name.to_string(), n))
             .collect();
         let class = if detectors.values().sum::<u64>() >= self.threshold {
             Class::Personal
@@ -294,6 +323,177 @@ impl Classifier {
             Class::General
         };
         Ok(Classification { class, detectors })
+    }
+}
+
+/// A config key and what is wrong with it, such as
+/// `classify.pattern[0].regex: regex parse error: ...`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct PatternError {
+    pub key: String,
+    pub message: String,
+}
+
+/// A custom detector, `[[classify.pattern]]`.
+struct Pattern {
+    /// The detector's name in the audit record.
+    name: String,
+    regex: Regex,
+    validator: Validator,
+    /// A match makes the file sensitive rather than counting as personal data.
+    sensitive: bool,
+    /// Longer matches are not counted; each read keeps this much for the next.
+    max_length: usize,
+}
+
+impl Pattern {
+    fn compile_all(configs: &[PatternConfig]) -> Result<Vec<Self>, PatternError> {
+        let mut patterns: Vec<Self> = Vec::with_capacity(configs.len());
+        for (i, cfg) in configs.iter().enumerate() {
+            let error = |field: &str, message: String| PatternError {
+                key: format!("classify.pattern[{i}].{field}"),
+                message,
+            };
+            let name = cfg.name.as_str();
+            if name.trim().is_empty() || name.trim() != name {
+                return Err(error(
+                    "name",
+                    format!("{name:?} must be a non-empty name without spaces around it"),
+                ));
+            }
+            if DETECTORS.contains(&name) || [SENSITIVE_KEYWORD, PERSONAL_KEYWORD].contains(&name) {
+                return Err(error(
+                    "name",
+                    format!("{name:?} is the name of a built-in detector"),
+                ));
+            }
+            if let Some(j) = patterns.iter().position(|p| p.name == name) {
+                return Err(error(
+                    "name",
+                    format!("{name:?} is the name of classify.pattern[{j}] too"),
+                ));
+            }
+            let regex = RegexBuilder::new(&cfg.regex)
+                .build()
+                .map_err(|e| error("regex", e.to_string()))?;
+            if regex.is_match(b"") {
+                return Err(error(
+                    "regex",
+                    format!("{:?} matches the empty text", cfg.regex),
+                ));
+            }
+            let validator = Validator::named(&cfg.validator).ok_or_else(|| {
+                let names: Vec<&str> = Validator::ALL.iter().map(|(n, _)| *n).collect();
+                error(
+                    "validator",
+                    format!(
+                        "unknown validator {:?}; expected one of: {}",
+                        cfg.validator,
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            let sensitive = match cfg.class.as_str() {
+                "personal" => false,
+                "sensitive" => true,
+                other => {
+                    return Err(error(
+                        "class",
+                        format!("unknown class {other:?}; expected personal or sensitive"),
+                    ))
+                }
+            };
+            if !(1..=MAX_PATTERN_LENGTH).contains(&cfg.max_length) {
+                return Err(error(
+                    "max-length",
+                    format!("must be between 1 and {MAX_PATTERN_LENGTH}"),
+                ));
+            }
+            patterns.push(Self {
+                name: name.to_string(),
+                regex,
+                validator,
+                sensitive,
+                max_length: cfg.max_length,
+            });
+        }
+        Ok(patterns)
+    }
+}
+
+/// A check a custom pattern's match must pass, on its digits or its letters and digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Validator {
+    None,
+    /// The digits pass the Luhn check (at least two of them).
+    Luhn,
+    /// The digits and letters (A = 10 ... Z = 35, ASCII case ignored) read as one number
+    /// leave 1 modulo 97 (ISO 7064 MOD 97-10).
+    Mod97,
+    /// The letters and digits are an IBAN: country length, check digits, mod 97.
+    Iban,
+    /// The digits are a card number: an issuer's prefix and length, and Luhn.
+    PaymentCard,
+    /// Nine digits in a range the SSA issues.
+    UsSsn,
+}
+
+impl Validator {
+    const ALL: [(&'static str, Validator); 6] = [
+        ("none", Validator::None),
+        ("luhn", Validator::Luhn),
+        ("mod97", Validator::Mod97),
+        ("iban", Validator::Iban),
+        ("payment-card", Validator::PaymentCard),
+        ("us-ssn", Validator::UsSsn),
+    ];
+
+    fn named(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    fn accepts(self, text: &[u8]) -> bool {
+        let digits: Vec<u8> = text
+            .iter()
+            .filter(|b| b.is_ascii_digit())
+            .map(|b| b - b'0')
+            .collect();
+        let alphanumerics = || {
+            text.iter()
+                .filter(|b| b.is_ascii_alphanumeric())
+                .map(u8::to_ascii_uppercase)
+        };
+        match self {
+            Validator::None => true,
+            Validator::Luhn => digits.len() >= 2 && luhn_valid(&digits),
+            Validator::PaymentCard => card_issuer_valid(&digits) && luhn_valid(&digits),
+            Validator::UsSsn => {
+                let num = |r: std::ops::Range<usize>| {
+                    digits[r].iter().fold(0, |acc, &d| acc * 10 + u32::from(d))
+                };
+                digits.len() == 9 && ssn_issued(num(0..3), num(3..5), num(5..9))
+            }
+            Validator::Mod97 => {
+                let mut count = 0;
+                let rest = alphanumerics().fold(0u32, |acc, c| {
+                    count += 1;
+                    match c {
+                        b'0'..=b'9' => (acc * 10 + u32::from(c - b'0')) % 97,
+                        _ => (acc * 100 + u32::from(c - b'A') + 10) % 97,
+                    }
+                });
+                count >= 2 && rest == 1
+            }
+            Validator::Iban => {
+                let chars: Vec<u8> = alphanumerics().collect();
+                chars.len() >= 5
+                    && iban_length(&chars[..2]) == Some(chars.len())
+                    && chars[..2].iter().all(u8::is_ascii_uppercase)
+                    && chars[2..4].iter().all(u8::is_ascii_digit)
+                    && iban_mod97(&chars) == 1
+            }
+        }
     }
 }
 
@@ -309,26 +509,56 @@ struct Scan {
     phone_end: u64,
     /// The window from `start` on, ASCII-lowercased, for the keyword search.
     lower: Vec<u8>,
+    /// Matches of each custom pattern.
+    pattern_counts: Vec<u64>,
+    /// File offset where each custom pattern's next match may start: after the last one.
+    pattern_next: Vec<u64>,
 }
 
 impl Scan {
-    /// Scans `text[from..limit]` for anchors; true if a sensitive keyword is there.
-    fn window(
+    /// Counts the matches anchored in `text[from..limit]`. If a sensitive keyword or
+    /// pattern is there, returns the name the audit record gives it.
+    fn window<'c>(
         &mut self,
-        c: &Classifier,
+        c: &'c Classifier,
         text: &[u8],
         from: usize,
         limit: usize,
         done: bool,
-    ) -> bool {
+    ) -> Option<&'c str> {
         if let Some(keywords) = &c.keywords {
             let end = text.len().min(limit + keywords.longest);
             self.lower.clear();
             self.lower
                 .extend(text[from..end].iter().map(u8::to_ascii_lowercase));
             match keywords.scan(text, &self.lower, from, limit, done) {
-                None => return true,
+                None => return Some(SENSITIVE_KEYWORD),
                 Some(n) => self.personal_keywords += n,
+            }
+        }
+        for (k, pattern) in c.patterns.iter().enumerate() {
+            let next = usize::try_from(self.pattern_next[k].saturating_sub(self.offset));
+            let mut at = from.max(next.unwrap_or(usize::MAX));
+            // Non-overlapping matches, each counted in the window where it starts.
+            while at < limit {
+                let Some(m) = pattern.regex.find_at(text, at) else {
+                    break;
+                };
+                if m.start() >= limit {
+                    break;
+                }
+                if m.is_empty() {
+                    at = m.start() + 1;
+                    continue;
+                }
+                at = m.end();
+                self.pattern_next[k] = self.offset + at as u64;
+                if m.len() <= pattern.max_length && pattern.validator.accepts(m.as_bytes()) {
+                    if pattern.sensitive {
+                        return Some(&pattern.name);
+                    }
+                    self.pattern_counts[k] += 1;
+                }
             }
         }
         let mut base = from;
@@ -344,7 +574,7 @@ impl Scan {
             }
             base += 64;
         }
-        false
+        None
     }
 
     /// Tries the detectors anchored at `text[i]`.
@@ -752,7 +982,11 @@ fn ssn_at(text: &[u8], i: usize) -> bool {
         w[r].iter()
             .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
     };
-    let (area, group, serial) = (num(0..3), num(4..6), num(7..11));
+    ssn_issued(num(0..3), num(4..6), num(7..11))
+}
+
+/// Whether the SSA issues numbers with this area, group and serial.
+fn ssn_issued(area: u32, group: u32, serial: u32) -> bool {
     area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
 }
 
@@ -905,8 +1139,24 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// A classifier with these keywords and threshold and no custom patterns.
+    fn keywords(sensitive: &[String], personal: &[String], threshold: u64) -> Classifier {
+        Classifier::new(&ClassifyConfig {
+            sensitive_keywords: sensitive.to_vec(),
+            personal_keywords: personal.to_vec(),
+            personal_threshold: threshold,
+            ..ClassifyConfig::default()
+        })
+        .unwrap()
+    }
+
+    /// Detector counts as `Classification::detectors` has them.
+    fn named(counts: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        counts.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    }
+
     fn classify(text: &str) -> Classification {
-        let c = Classifier::new(
+        let c = keywords(
             &[
                 "confidential".into(),
                 "password".into(),
@@ -945,10 +1195,7 @@ mod tests {
     #[test]
     fn detectors_are_named_not_valued() {
         let c = classify("bob@example.com 4111 1111 1111 1111, ann@example.org");
-        assert_eq!(
-            c.detectors,
-            BTreeMap::from([("email", 2), ("payment-card", 1)])
-        );
+        assert_eq!(c.detectors, named(&[("email", 2), ("payment-card", 1)]));
     }
 
     #[test]
@@ -956,7 +1203,7 @@ mod tests {
         for keyword_at in [CHUNK - 5, CHUNK - 1, CHUNK, 2 * CHUNK - 3] {
             let mut data = vec![b' '; 3 * CHUNK];
             data[keyword_at..keyword_at + 12].copy_from_slice(b"Confidential");
-            let c = Classifier::new(&["confidential".into()], &[], 1);
+            let c = keywords(&["confidential".into()], &[], 1);
             assert_eq!(
                 c.classify(&data[..]).unwrap().class,
                 Class::Sensitive,
@@ -966,7 +1213,7 @@ mod tests {
         let mut data = vec![b' '; 2 * CHUNK];
         let card = b"4111 1111 1111 1111";
         data[CHUNK - 7..CHUNK - 7 + card.len()].copy_from_slice(card);
-        let c = Classifier::new(&[], &[], 1);
+        let c = keywords(&[], &[], 1);
         assert_eq!(c.classify(&data[..]).unwrap().class, Class::Personal);
     }
 
@@ -1001,7 +1248,7 @@ mod tests {
         expect_classes(&cases);
         assert_eq!(
             classify("GB82 WEST 1234 5698 7654 32, 123-45-6789").detectors,
-            BTreeMap::from([("iban", 1), ("us-ssn", 1)])
+            named(&[("iban", 1), ("us-ssn", 1)])
         );
     }
 
@@ -1014,10 +1261,10 @@ mod tests {
             data.resize(data.len() + 79, b' ');
         }
         let emails = data.windows(4).filter(|w| w == b"ann@").count() as u64;
-        let c = Classifier::new(&[], &[], 1).classify(&data[..]).unwrap();
-        assert_eq!(c.detectors, BTreeMap::from([("email", emails)]));
+        let c = keywords(&[], &[], 1).classify(&data[..]).unwrap();
+        assert_eq!(c.detectors, named(&[("email", emails)]));
         let one = b"only bob@example.com here";
-        let strict = Classifier::new(&[], &[], 2);
+        let strict = keywords(&[], &[], 2);
         assert_eq!(strict.classify(&one[..]).unwrap().class, Class::General);
         let two = b"bob@example.com and 4111 1111 1111 1111";
         assert_eq!(strict.classify(&two[..]).unwrap().class, Class::Personal);
@@ -1038,10 +1285,10 @@ mod tests {
         expect_classes(&cases);
         assert_eq!(
             classify("patient one, patient two").detectors,
-            BTreeMap::from([("personal-keyword", 2)])
+            named(&[("personal-keyword", 2)])
         );
         // A word glued to the keyword across a read boundary, on either side.
-        let c = Classifier::new(&["password".into()], &[], 1);
+        let c = keywords(&["password".into()], &[], 1);
         let tail = CHUNK - PERSONAL_WINDOW;
         for (at, glue) in [
             (CHUNK - 8, b'x'),
@@ -1061,7 +1308,7 @@ mod tests {
             }
         }
         // A personal keyword starting exactly where a read's kept tail begins counts once.
-        let p = Classifier::new(&[], &["patient".into()], 1);
+        let p = keywords(&[], &["patient".into()], 1);
         for at in [
             CHUNK - PERSONAL_WINDOW - 1,
             CHUNK - PERSONAL_WINDOW,
@@ -1070,11 +1317,7 @@ mod tests {
             let mut data = vec![b' '; 3 * CHUNK];
             data[at..at + 7].copy_from_slice(b"patient");
             let c = p.classify(&data[..]).unwrap();
-            assert_eq!(
-                c.detectors,
-                BTreeMap::from([("personal-keyword", 1)]),
-                "{at}"
-            );
+            assert_eq!(c.detectors, named(&[("personal-keyword", 1)]), "{at}");
         }
     }
 
@@ -1126,7 +1369,7 @@ mod tests {
         ];
         expect_classes(&cases);
         // Bytes that are not UTF-8 (binary, a stray Latin-1 letter) are no word characters.
-        let c = Classifier::new(&["confidential".into()], &[], 1);
+        let c = keywords(&["confidential".into()], &[], 1);
         for data in [
             &b"\xffconfidential\xfe"[..],
             b"\xe9confidential",
@@ -1160,6 +1403,223 @@ mod tests {
         }
     }
 
+    /// A custom pattern's `(name, regex, validator, class)`.
+    type Spec<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+    fn pattern_config((name, regex, validator, class): Spec, max_length: usize) -> PatternConfig {
+        PatternConfig {
+            name: name.to_string(),
+            regex: regex.to_string(),
+            validator: validator.to_string(),
+            class: class.to_string(),
+            max_length,
+        }
+    }
+
+    /// A classifier with no keywords and these patterns.
+    fn patterns(list: &[Spec]) -> Result<Classifier, PatternError> {
+        let pattern = list.iter().map(|spec| pattern_config(*spec, 256)).collect();
+        Classifier::new(&ClassifyConfig {
+            sensitive_keywords: Vec::new(),
+            pattern,
+            ..ClassifyConfig::default()
+        })
+    }
+
+    const EMPLOYEE_ID: Spec = ("employee-id", r"\bEMP-[0-9]{6}\b", "none", "personal");
+
+    #[test]
+    fn custom_patterns_count_their_matches() {
+        let c = patterns(&[EMPLOYEE_ID]).unwrap();
+        let text = b"EMP-123456 and emp-654321 EMP-654321, not EMP-1234567, XEMP-123456, EMP-12345";
+        let got = c.classify(&text[..]).unwrap();
+        assert_eq!(got.detectors, named(&[("employee-id", 2)]));
+        assert_eq!(got.class, Class::Personal);
+        // They count toward the threshold with the built-in detectors.
+        let c = Classifier::new(&ClassifyConfig {
+            personal_threshold: 3,
+            pattern: vec![pattern_config(EMPLOYEE_ID, 256)],
+            ..ClassifyConfig::default()
+        })
+        .unwrap();
+        let got = c.classify(&b"EMP-123456, bob@example.com"[..]).unwrap();
+        assert_eq!(got.class, Class::General);
+        let got = c
+            .classify(&b"EMP-123456, EMP-123457, bob@example.com"[..])
+            .unwrap();
+        assert_eq!(got.class, Class::Personal);
+        assert_eq!(got.detectors, named(&[("email", 1), ("employee-id", 2)]));
+        // A sensitive pattern makes the file sensitive at its first match.
+        let c = patterns(&[
+            EMPLOYEE_ID,
+            ("project", r"(?i)\bproject (?:x|y)\b", "none", "sensitive"),
+        ])
+        .unwrap();
+        let got = c
+            .classify(&b"EMP-123456 on Project X, EMP-123457"[..])
+            .unwrap();
+        assert_eq!(
+            (got.class, got.detectors),
+            (Class::Sensitive, named(&[("project", 1)]))
+        );
+    }
+
+    #[test]
+    fn validators_take_valid_matches_and_leave_the_rest() {
+        let iban = r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b";
+        let cases: &[(&str, &str, &str, u64)] = &[
+            ("none", r"ref [0-9]+", "ref 1 ref 22", 2),
+            ("luhn", r"[0-9]{16}", "4111111111111111", 1),
+            ("luhn", r"[0-9]{16}", "4111111111111112", 0),
+            ("luhn", r"No\. [0-9 ]+", "No. 7992 7398 713", 1),
+            ("luhn", r"No\. [0-9]", "No. 0", 0),
+            ("payment-card", r"[0-9]{16}", "4111111111111111", 1),
+            // Luhn-valid, but no issuer starts with 1.
+            ("payment-card", r"[0-9]{16}", "1234567812345670", 0),
+            ("mod97", r"\b[0-9]{10}\b", "account 1000000064", 1),
+            ("mod97", r"\b[0-9]{10}\b", "account 1000000065", 0),
+            // Letters count as 10 to 35, whatever their case.
+            ("mod97", r"\b[A-Za-z]{2}[0-9]{8}\b", "ref AB10000096", 1),
+            ("mod97", r"\b[A-Za-z]{2}[0-9]{8}\b", "ref ab10000096", 1),
+            ("mod97", r"\b[A-Za-z]{2}[0-9]{8}\b", "ref AC10000096", 0),
+            ("iban", iban, "GB82 WEST 1234 5698 7654 32", 1),
+            ("iban", iban, "GB82WEST12345698765432", 1),
+            ("iban", iban, "GB82 WEST 1234 5698 7654 33", 0),
+            ("iban", iban, "XX82 WEST 1234 5698 7654 32", 0),
+            ("us-ssn", r"[0-9]{3} [0-9]{2} [0-9]{4}", "123 45 6789", 1),
+            ("us-ssn", r"[0-9]{3} [0-9]{2} [0-9]{4}", "666 45 6789", 0),
+            ("us-ssn", r"[0-9]{3} [0-9]{2} [0-9]{4}", "123 00 6789", 0),
+        ];
+        for (validator, regex, text, want) in cases {
+            let c = patterns(&[("custom", regex, validator, "personal")]).unwrap();
+            let got = c.classify(text.as_bytes()).unwrap();
+            let count = got.detectors.get("custom").copied().unwrap_or(0);
+            assert_eq!(count, *want, "{validator} on {text:?}");
+        }
+    }
+
+    #[test]
+    fn custom_matches_are_found_once_across_reads_up_to_their_length() {
+        let c = patterns(&[EMPLOYEE_ID]).unwrap();
+        for at in [
+            CHUNK - 270,
+            CHUNK - 261,
+            CHUNK - 260,
+            CHUNK - 259,
+            CHUNK - 10,
+            CHUNK - 5,
+            CHUNK - 1,
+            CHUNK,
+        ] {
+            let mut data = vec![b' '; 3 * CHUNK];
+            data[at..at + 10].copy_from_slice(b"EMP-123456");
+            let got = c.classify(&data[..]).unwrap();
+            assert_eq!(got.detectors, named(&[("employee-id", 1)]), "at {at}");
+            // Glued to a letter on either side across the read boundary, it is no match.
+            for glue in [at - 1, at + 10] {
+                let mut glued = data.clone();
+                glued[glue] = b'x';
+                let got = c.classify(&glued[..]).unwrap();
+                assert!(got.detectors.is_empty(), "at {at}, glued at {glue}");
+            }
+        }
+        let text = "EMP-000001 EMP-000002EMP-000003 (EMP-000004) ".repeat(300);
+        for step in [1, 7, 100, CHUNK] {
+            let got = c
+                .classify(Trickle {
+                    data: text.as_bytes(),
+                    step,
+                })
+                .unwrap();
+            assert_eq!(got.detectors, named(&[("employee-id", 600)]), "{step}");
+        }
+        // A match longer than max-length is not counted, wherever the reads fall.
+        let c = Classifier::new(&ClassifyConfig {
+            pattern: vec![pattern_config(
+                ("ticket", r"T-[0-9]+", "none", "personal"),
+                600,
+            )],
+            ..ClassifyConfig::default()
+        })
+        .unwrap();
+        for (digits, want) in [(598, 1), (599, 0), (5000, 0)] {
+            let text = format!("  T-{}  ", "7".repeat(digits)).repeat(2000);
+            for step in [CHUNK, 1000] {
+                let got = c
+                    .classify(Trickle {
+                        data: text.as_bytes(),
+                        step,
+                    })
+                    .unwrap();
+                let count = got.detectors.get("ticket").copied().unwrap_or(0);
+                assert_eq!(count, 2000 * want, "{digits} digits, reads of {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_naming_their_key() {
+        let cases: &[(&[Spec], &str, &str)] = &[
+            (
+                &[("id", r"EMP-[0-9", "none", "personal")],
+                "classify.pattern[0].regex",
+                "unclosed character class",
+            ),
+            (
+                &[("id", r"x*", "none", "personal")],
+                "classify.pattern[0].regex",
+                "empty text",
+            ),
+            (
+                &[("id", r"x", "crc32", "personal")],
+                "classify.pattern[0].validator",
+                "unknown validator \"crc32\"; expected one of: none, luhn, mod97",
+            ),
+            (
+                &[("id", r"x", "none", "secret")],
+                "classify.pattern[0].class",
+                "expected personal or sensitive",
+            ),
+            (
+                &[("", r"x", "none", "personal")],
+                "classify.pattern[0].name",
+                "non-empty",
+            ),
+            (
+                &[(" id", r"x", "none", "personal")],
+                "classify.pattern[0].name",
+                "non-empty",
+            ),
+            (
+                &[("email", r"x", "none", "personal")],
+                "classify.pattern[0].name",
+                "built-in",
+            ),
+            (
+                &[("sensitive-keyword", r"x", "none", "personal")],
+                "classify.pattern[0].name",
+                "built-in",
+            ),
+            (
+                &[EMPLOYEE_ID, ("x", "x", "none", "personal"), EMPLOYEE_ID],
+                "classify.pattern[2].name",
+                "classify.pattern[0] too",
+            ),
+        ];
+        for (list, key, message) in cases {
+            let e = patterns(list).err().expect(key);
+            assert_eq!(e.key, *key, "{e}");
+            assert!(e.message.contains(message), "{key}: {e}");
+        }
+        let e = Classifier::new(&ClassifyConfig {
+            pattern: vec![pattern_config(("id", "x", "none", "personal"), 0)],
+            ..ClassifyConfig::default()
+        })
+        .err()
+        .expect("max-length 0");
+        assert_eq!(e.key, "classify.pattern[0].max-length");
+    }
+
     /// Hands out at most `step` bytes per read.
     struct Trickle<'a> {
         data: &'a [u8],
@@ -1190,10 +1650,13 @@ mod tests {
             ("phone", 4),
             ("us-ssn", 1),
         ];
-        let want = |samples: u64| -> BTreeMap<&'static str, u64> {
-            per_sample.iter().map(|(k, n)| (*k, n * samples)).collect()
+        let want = |samples: u64| -> BTreeMap<String, u64> {
+            per_sample
+                .iter()
+                .map(|(k, n)| (k.to_string(), n * samples))
+                .collect()
         };
-        let c = Classifier::new(&["confidential".into()], &["patient".into()], 1);
+        let c = keywords(&["confidential".into()], &["patient".into()], 1);
         let small = EVERY_DETECTOR.repeat(5);
         for step in [1, 2, 3, 7, 63, 64, 65, 200, CHUNK] {
             let got = c

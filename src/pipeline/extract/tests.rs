@@ -7,7 +7,7 @@ use super::*;
 const CARD: &str = "4111 1111 1111 1111";
 
 fn classifier() -> Classifier {
-    crate::daemon::classifier(&crate::config::ClassifyConfig::default())
+    crate::daemon::classifier(&crate::config::ClassifyConfig::default()).unwrap()
 }
 
 fn limits(max_bytes: u64) -> Limits {
