@@ -606,7 +606,8 @@ impl Scan {
     fn number(&mut self, text: &[u8], i: usize) {
         let (run, next) = digit_run(text, i);
         let p = byte_before(text, i, 1);
-        let shaped = FOLLOWERS[usize::from(next)] >> run.min(5) & 1 != 0;
+        let shaped = FOLLOWERS[usize::from(next)] >> run.min(5) & 1 != 0
+            || (run == 4 && year_after_words(text, i, p));
         // An IBAN's check digits follow its country code.
         let iban = p.is_some_and(|b| b.is_ascii_uppercase());
         if shaped || iban {
@@ -641,11 +642,20 @@ impl Scan {
                     self.phone(i, north_american_phone(&text[i..]));
                 }
             }
+            // `415.555.0199`.
+            (3, b'.') if phone_alone(p) => {
+                self.phone(i, north_american_phone(&text[i..]));
+            }
             // `(212) 555-0123`, from its parenthesis.
             (3, b')') if p == Some(b'(') && phone_alone(pp) => {
                 self.phone(i - 1, north_american_phone(&text[i - 1..]));
             }
             (4, b'-') | (2, b'/' | b'.') if date_at(&text[i..]) && birth_label_before(text, i) => {
+                self.counts[BIRTH] += 1;
+            }
+            (4, _)
+                if written_date_before(text, i).is_some_and(|at| birth_label_before(text, at)) =>
+            {
                 self.counts[BIRTH] += 1;
             }
             _ => {}
@@ -722,12 +732,12 @@ fn digit_run(text: &[u8], i: usize) -> (usize, u8) {
 
 /// For each byte that may follow a run of digits, the run lengths (bits 2 to 5, 5 meaning
 /// five or more) at which the run may start a match: `12/` or `12.` a date, `123-` an SSN or
-/// a phone number, `123)` a phone number, `2026-` a date, `4111 ` a card number, and any
+/// a phone number, `123)` or `123.` a phone number, `2026-` a date, `4111 ` a card number, and any
 /// five digits or more a card number or IBAN.
 const FOLLOWERS: [u8; 256] = {
     let mut table = [1 << 5; 256];
     table[b'/' as usize] |= 1 << 2;
-    table[b'.' as usize] |= 1 << 2;
+    table[b'.' as usize] |= 1 << 2 | 1 << 3;
     table[b'-' as usize] |= 1 << 3 | 1 << 4;
     table[b')' as usize] |= 1 << 3;
     table[b' ' as usize] |= 1 << 4;
@@ -799,7 +809,9 @@ fn card_at(text: &[u8]) -> bool {
 
 /// Whether `digits` (values 0-9) start with a known issuer's prefix and have a length that
 /// issuer uses: Visa, Mastercard, American Express, Discover, JCB, Diners Club, UnionPay
-/// and Maestro. An order number of 16 digits that passes Luhn by chance mostly fails here.
+/// and Maestro, at the lengths issued today (and Visa's old 13 digits). An order number of
+/// 16 digits that passes Luhn by chance mostly fails here, and so does a 13-digit EAN
+/// barcode.
 pub fn card_issuer_valid(digits: &[u8]) -> bool {
     let prefix = |n: usize| {
         digits
@@ -813,7 +825,9 @@ pub fn card_issuer_valid(digits: &[u8]) -> bool {
     }
     let (p1, p2, p3, p4) = (prefix(1), prefix(2), prefix(3), prefix(4));
     match p1 {
-        4 => matches!(len, 13 | 16 | 19),
+        // A 13-digit number that is a valid EAN-13 is taken for the barcode it more
+        // likely is.
+        4 => matches!(len, 16 | 19) || (len == 13 && !ean13_valid(digits)),
         3 => match p2 {
             34 | 37 => len == 15,
             36 | 38 | 39 => (14..=19).contains(&len),
@@ -824,13 +838,12 @@ pub fn card_issuer_valid(digits: &[u8]) -> bool {
         2 => (2221..=2720).contains(&p4) && len == 16,
         5 => match p2 {
             51..=55 => len == 16,
-            50 | 56..=59 => len >= 12,
+            50 | 56..=59 => (16..=19).contains(&len),
             _ => false,
         },
         6 => {
-            let discover = p4 == 6011 || (644..=649).contains(&p3) || p2 == 65;
-            let unionpay = p2 == 62;
-            ((discover || unionpay) && (16..=19).contains(&len)) || len >= 12
+            // Discover, UnionPay and Maestro: all 16 to 19 digits as issued today.
+            (16..=19).contains(&len)
         }
         _ => false,
     }
@@ -997,8 +1010,9 @@ fn phone_alone(before: Option<u8>) -> bool {
 }
 
 /// The length of an international number after its `+`, if one starts `text`: 8 to 15
-/// digits, the first not 0, in groups split by single spaces, dashes, dots or a
-/// parenthesised group. Bare digit runs, dates and version strings do not qualify.
+/// digits, the first not 0, in groups split by single spaces, dashes or a parenthesised
+/// group. Bare digit runs, dates, version strings and signed decimals (`+48.8566`) do not
+/// qualify.
 fn international_phone(text: &[u8]) -> Option<usize> {
     let (mut digits, mut i) = (0, 0);
     let mut open = false;
@@ -1007,7 +1021,7 @@ fn international_phone(text: &[u8]) -> Option<usize> {
         let next_digit = text.get(i + 1).is_some_and(u8::is_ascii_digit);
         match b {
             b'0'..=b'9' => digits += 1,
-            b' ' | b'-' | b'.' if digits > 0 && next_digit => {}
+            b' ' | b'-' if digits > 0 && next_digit => {}
             b'(' if !open && digits > 0 && next_digit => open = true,
             b')' if open => open = false,
             _ => break,
@@ -1018,8 +1032,8 @@ fn international_phone(text: &[u8]) -> Option<usize> {
     (text.first() != Some(&b'0') && (8..=15).contains(&digits) && !open && ends).then_some(i)
 }
 
-/// The length of a North American number, `(NXX) NXX-XXXX` or `NXX-NXX-XXXX` (area and
-/// exchange not starting with 0 or 1), if one starts `text`.
+/// The length of a North American number, `(NXX) NXX-XXXX`, `NXX-NXX-XXXX` or
+/// `NXX.NXX.XXXX` (area and exchange not starting with 0 or 1), if one starts `text`.
 fn north_american_phone(text: &[u8]) -> Option<usize> {
     let shape: &[u8] = if text.first() == Some(&b'(') {
         if text.get(5) == Some(&b' ') {
@@ -1027,6 +1041,8 @@ fn north_american_phone(text: &[u8]) -> Option<usize> {
         } else {
             b"(ddd)ddd-dddd"
         }
+    } else if text.get(3) == Some(&b'.') {
+        b"ddd.ddd.dddd"
     } else {
         b"ddd-ddd-dddd"
     };
@@ -1038,9 +1054,13 @@ fn north_american_phone(text: &[u8]) -> Option<usize> {
     if !fits {
         return None;
     }
-    let ends = text
-        .get(shape.len())
-        .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'-');
+    // Not part of something longer: `415.555.0199.7` is no phone number.
+    let after = &text[shape.len()..];
+    let ends = after
+        .first()
+        .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'-')
+        && !(matches!(after.first(), Some(b'.' | b'-'))
+            && after.get(1).is_some_and(u8::is_ascii_digit));
     let mut digits = text[..shape.len()].iter().filter(|b| b.is_ascii_digit());
     let area = digits.next().copied().unwrap_or(b'0');
     let exchange = digits.nth(2).copied().unwrap_or(b'0');
@@ -1078,6 +1098,148 @@ fn birth_label_before(text: &[u8], date: usize) -> bool {
     })
 }
 
+/// Whether the four digits at `text[i]` may be the year of a date written with its month's
+/// name: 1900 to 2099, after a space or a comma and a space.
+#[inline(always)]
+fn year_after_words(text: &[u8], i: usize, p: Option<u8>) -> bool {
+    matches!(text.get(i..i + 2), Some(b"19" | b"20"))
+        && p == Some(b' ')
+        && byte_before(text, i, 2)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b',' || b == b'.')
+}
+
+/// Month names (English, German, French, Spanish; full and common abbreviations), lowercase,
+/// with their numbers.
+const MONTHS: &[(&str, u32)] = &[
+    ("january", 1),
+    ("jan", 1),
+    ("januar", 1),
+    ("janvier", 1),
+    ("enero", 1),
+    ("february", 2),
+    ("feb", 2),
+    ("februar", 2),
+    ("février", 2),
+    ("fevrier", 2),
+    ("febrero", 2),
+    ("march", 3),
+    ("mar", 3),
+    ("märz", 3),
+    ("maerz", 3),
+    ("mars", 3),
+    ("marzo", 3),
+    ("april", 4),
+    ("apr", 4),
+    ("avril", 4),
+    ("abril", 4),
+    ("may", 5),
+    ("mai", 5),
+    ("mayo", 5),
+    ("june", 6),
+    ("jun", 6),
+    ("juni", 6),
+    ("juin", 6),
+    ("junio", 6),
+    ("july", 7),
+    ("jul", 7),
+    ("juli", 7),
+    ("juillet", 7),
+    ("julio", 7),
+    ("august", 8),
+    ("aug", 8),
+    ("août", 8),
+    ("aout", 8),
+    ("agosto", 8),
+    ("september", 9),
+    ("sep", 9),
+    ("sept", 9),
+    ("septembre", 9),
+    ("septiembre", 9),
+    ("october", 10),
+    ("oct", 10),
+    ("oktober", 10),
+    ("octobre", 10),
+    ("octubre", 10),
+    ("november", 11),
+    ("nov", 11),
+    ("novembre", 11),
+    ("noviembre", 11),
+    ("december", 12),
+    ("dec", 12),
+    ("dezember", 12),
+    ("décembre", 12),
+    ("decembre", 12),
+    ("diciembre", 12),
+];
+
+/// Where a date written with its month's name starts, if the four digits at `text[year]`
+/// end one: `17 March 1984`, `17. März 1984`, `17 de marzo de 1984`, `March 17, 1984`,
+/// `Mar 17th 1984`. The day and month must make a real date in that year.
+fn written_date_before(text: &[u8], year: usize) -> Option<usize> {
+    let y = text[year..year + 4]
+        .iter()
+        .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
+    if text.get(year + 4).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    // The words before the year, last first, with where each starts.
+    let from = year.saturating_sub(32);
+    let mut words: Vec<(usize, &[u8])> = Vec::with_capacity(4);
+    let mut end = year;
+    while words.len() < 4 {
+        while end > from && matches!(text[end - 1], b' ' | b',') {
+            end -= 1;
+        }
+        let mut start = end;
+        while start > from && !matches!(text[start - 1], b' ' | b',' | b'\n' | b'\t') {
+            start -= 1;
+        }
+        if start == end || (start == from && from > 0) {
+            break;
+        }
+        words.push((start, &text[start..end]));
+        end = start;
+    }
+    let month = |w: &[u8]| -> Option<u32> {
+        let w = std::str::from_utf8(w)
+            .ok()?
+            .trim_end_matches('.')
+            .to_lowercase();
+        MONTHS.iter().find(|(name, _)| *name == w).map(|(_, n)| *n)
+    };
+    let day = |w: &[u8]| -> Option<u32> {
+        let w = std::str::from_utf8(w).ok()?.to_ascii_lowercase();
+        let w = w.trim_end_matches('.');
+        let w = ["st", "nd", "rd", "th"]
+            .iter()
+            .find_map(|s| w.strip_suffix(s))
+            .unwrap_or(w);
+        (1..=2).contains(&w.len()).then(|| w.parse().ok()).flatten()
+    };
+    let (start, m, d) = match words.as_slice() {
+        // `17 de marzo de 1984`
+        [(_, de2), (_, m), (_, de1), (at, d), ..]
+            if de1.eq_ignore_ascii_case(b"de") && de2.eq_ignore_ascii_case(b"de") =>
+        {
+            (*at, month(m)?, day(d)?)
+        }
+        // `March 17, 1984`
+        [(_, d), (at, m), ..] if month(m).is_some() && day(d).is_some() => {
+            (*at, month(m)?, day(d)?)
+        }
+        // `17 March 1984`
+        [(_, m), (at, d), ..] => (*at, month(m)?, day(d)?),
+        _ => return None,
+    };
+    let days = match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    (1..=days).contains(&d).then_some(start)
+}
+
 /// Whether `text` starts with a valid date written YYYY-MM-DD, DD/MM/YYYY, MM/DD/YYYY or
 /// DD.MM.YYYY, with a year from 1900 to 2099.
 fn date_at(text: &[u8]) -> bool {
@@ -1111,6 +1273,16 @@ fn date_at(text: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// The EAN-13 check: digits weighted 1 and 3 alternately sum to a multiple of 10.
+fn ean13_valid(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| u32::from(d) * if i % 2 == 1 { 3 } else { 1 })
+        .sum();
+    digits.len() == 13 && sum % 10 == 0
 }
 
 pub fn luhn_valid(digits: &[u8]) -> bool {
@@ -1690,5 +1862,35 @@ mod tests {
             4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2
         ]));
         assert!(!luhn_valid(&[]));
+    }
+
+    #[test]
+    fn birth_dates_with_month_names_dotted_numbers_and_look_alikes() {
+        use Class::{General, Personal};
+        expect_classes(&[
+            ("Born March 17, 1984 in Ohio.", Personal),
+            ("Date of birth: 17 March 1984", Personal),
+            ("DOB: Mar 7th 1984", Personal),
+            ("Geburtsdatum: 3. März 1975", Personal),
+            ("Date de naissance : 12 février 1990", Personal),
+            ("Fecha de nacimiento: 14 de febrero de 1988", Personal),
+            ("D.O.B.: 17/03/1984", Personal),
+            // A month name and a year without a label, or a date that does not exist.
+            ("In March 2023 we shipped 17 items.", General),
+            ("Released 17 March 1984 to stores.", General),
+            ("born 31 February 1984", General),
+            // North American numbers written with dots; not when they run on.
+            ("Call the desk at 415.555.0199 after nine.", Personal),
+            ("Build 415.555.0199.7 is out.", General),
+            ("Version 100.200.3000 ships today.", General),
+            // Signed decimals are no international numbers.
+            ("Location: +48.856613, +2.352222 (Paris office).", General),
+            ("Avogadro: +6.02214076e23 per mole.", General),
+            // 13 digits, all three Luhn-valid: a valid EAN-13 is a barcode, a Visa number that is not
+            // an EAN-13 is a card.
+            ("EAN 4000000000006 toner", General),
+            ("Old Visa 4222222222222 on file", Personal),
+            ("Maestro 5018 0000 0000 7", General),
+        ]);
     }
 }
