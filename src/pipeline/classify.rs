@@ -653,8 +653,14 @@ impl Scan {
             (4, b'-') | (2, b'/' | b'.') if date_at(&text[i..]) && birth_label_before(text, i) => {
                 self.counts[BIRTH] += 1;
             }
+            // `17 March 1984`, `March 17, 1984`: a year of 1900 to 2099, as numeric dates
+            // have, after a space or a comma. The cheap checks go first: every other run
+            // of four digits gets here too (card groups, the year of a numeric date).
             (4, _)
-                if written_date_before(text, i).is_some_and(|at| birth_label_before(text, at)) =>
+                if matches!(p, Some(b' ' | b','))
+                    && matches!(&text[i..i + 2], b"19" | b"20")
+                    && written_date_before(text, i)
+                        .is_some_and(|at| birth_label_before(text, at)) =>
             {
                 self.counts[BIRTH] += 1;
             }
