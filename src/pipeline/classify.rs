@@ -1843,6 +1843,77 @@ mod tests {
         +1 212-555-0199 or (212) 555-0123 or 212-555-0124, DOB 31/12/1990, the patient. ";
 
     #[test]
+    fn random_text_gives_the_same_result_whatever_the_reads() {
+        use rand::{Rng, SeedableRng};
+        let pieces: &[&[u8]] = &[
+            b" ",
+            b"  ",
+            b"\n",
+            b"a",
+            b"Z",
+            b"@",
+            b"+",
+            b"(",
+            b")",
+            b"-",
+            b".",
+            b"/",
+            b",",
+            b"0",
+            b"1",
+            b"2",
+            b"4",
+            b"9",
+            b"4111 1111 1111 1111",
+            b"bob@example.com",
+            b"GB82 WEST 1234 5698 7654 32",
+            b"123-45-6789",
+            b"+44 20 7946 0018",
+            b"(212) 555-0123",
+            b"212-555-0124",
+            b"415.555.0199",
+            b"DOB ",
+            b"born ",
+            b"31/12/1990",
+            b"1984-02-29",
+            b"17 March 1984",
+            b"March 17, 1984",
+            b"de ",
+            b"patient",
+            b"EMP-123456",
+            b"\xc3\xa9",
+            b"\xe6\x97\xa5",
+            b"\xff",
+        ];
+        let c = Classifier::new(&ClassifyConfig {
+            sensitive_keywords: vec!["never-there".into()],
+            personal_keywords: vec!["patient".into()],
+            pattern: vec![pattern_config(EMPLOYEE_ID, 256)],
+            ..ClassifyConfig::default()
+        })
+        .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..40 {
+            let len = match round % 10 {
+                0 => 3 * CHUNK,
+                _ => rng.gen_range(0..20_000),
+            };
+            let mut data = Vec::new();
+            while data.len() < len {
+                data.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
+            }
+            let whole = c.classify(&data[..]).unwrap();
+            for step in [1, 3, 64, 1000, 4093, CHUNK] {
+                if step < 64 && data.len() > CHUNK {
+                    continue;
+                }
+                let got = c.classify(Trickle { data: &data, step }).unwrap();
+                assert_eq!(got, whole, "round {round}, reads of {step} bytes");
+            }
+        }
+    }
+
+    #[test]
     fn every_detector_counts_once_however_the_reads_fall() {
         let per_sample = [
             ("date-of-birth", 1),
