@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::classify::{Class, Classification, Classifier};
 
-pub use text::Encoding;
+pub use text::{sniff, Encoding};
 
 /// How much of a file classification may examine.
 #[derive(Debug, Clone, Copy)]
@@ -119,12 +119,14 @@ pub fn examine(classifier: &Classifier, file: &File, limits: &Limits) -> io::Res
         let (c, partial) = produced(classifier, budget, |sink| pdf::extract_file(file, sink))?;
         (c, Format::Pdf, partial)
     } else if head.starts_with(b"\x1f\x8b") {
-        let mut inflated = Tolerant::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)));
-        let (c, _, partial) = from_text(classifier, &mut inflated, budget)?;
-        let corrupt = inflated
-            .error
-            .map(|e| format!("the gzip data is corrupt or cut short: {e}"));
-        (c, Format::Gzip, partial.or(corrupt))
+        // What gzip holds may be text, a PDF, or another archive.
+        let (c, partial) = produced(classifier, budget, |sink| {
+            text::nested(&mut BufReader::new(file), "the gzip data", sink)
+        })?;
+        (c, Format::Gzip, partial)
+    } else if let Some(kind) = text::compressed(head) {
+        let reason = format!("{kind}-compressed data is not examined");
+        raw_with_reason(classifier, file, budget, Format::Binary, reason)?
     } else {
         from_text(classifier, file, budget)?
     };
@@ -272,6 +274,11 @@ const SINK_CHUNK: usize = 64 << 10;
 
 impl Sink<'_> {
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), Stopped> {
+        // Extractors that read long stretches without text still come here often: the
+        // check is what makes them stop at the time cap.
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(Stopped);
+        }
         let mut rest = bytes;
         while !rest.is_empty() {
             let take = rest.len().min(SINK_CHUNK - self.buf.len());
@@ -299,6 +306,12 @@ impl Sink<'_> {
     /// stretches without finding text).
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Records the reason that explains all the others (an encrypted PDF's streams all
+    /// look corrupt), replacing any given before.
+    pub fn partial_instead(&mut self, reason: String) {
+        self.partial = Some(reason);
     }
 
     /// Records why part of the input was not read; the first reason wins.
@@ -549,39 +562,64 @@ enum Member {
     Any,
 }
 
-/// Which members of a container hold its text.
+/// Parts of office packages that hold layout, not text.
+fn layout_part(name: &str) -> bool {
+    const FILES: &[&str] = &[
+        "[Content_Types].xml",
+        "mimetype",
+        "docProps/app.xml",
+        "word/styles.xml",
+        "word/stylesWithEffects.xml",
+        "word/settings.xml",
+        "word/webSettings.xml",
+        "word/fontTable.xml",
+        "word/numbering.xml",
+        "xl/styles.xml",
+        "xl/calcChain.xml",
+        "ppt/presProps.xml",
+        "ppt/viewProps.xml",
+        "ppt/tableStyles.xml",
+        "settings.xml",
+        "manifest.rdf",
+    ];
+    const DIRS: &[&str] = &[
+        "_rels/",
+        "theme/",
+        "fonts/",
+        "media/",
+        "printerSettings/",
+        "slideLayouts/",
+        "slideMasters/",
+        "META-INF/",
+        "Thumbnails/",
+        "Configurations2/",
+    ];
+    FILES.contains(&name)
+        || name.ends_with(".rels")
+        || DIRS
+            .iter()
+            .any(|d| name.starts_with(d) || name.contains(&format!("/{d}")))
+}
+
+/// How a container's member is read. An office package's parts are all read but for its
+/// layout parts: text hides in comments, notes, headers, custom properties, embedded files
+/// and in any file someone added, and a part not read would be a part not classified.
 fn member_kind(format: Format, name: &str) -> Option<Member> {
-    let xml = name.ends_with(".xml");
-    let text_part = match format {
-        Format::Docx => {
-            name.starts_with("word/")
-                && xml
-                && !name.starts_with("word/theme/")
-                && ![
-                    "word/styles.xml",
-                    "word/stylesWithEffects.xml",
-                    "word/settings.xml",
-                    "word/webSettings.xml",
-                    "word/fontTable.xml",
-                    "word/numbering.xml",
-                ]
-                .contains(&name)
-        }
-        Format::Xlsx => {
-            name == "xl/sharedStrings.xml"
-                || (xml && (name.starts_with("xl/worksheets/") || name.starts_with("xl/comments")))
-        }
-        Format::Pptx => {
-            xml && (name.starts_with("ppt/slides/")
-                || name.starts_with("ppt/notesSlides/")
-                || name.starts_with("ppt/comments/"))
-        }
-        // Page headers and footers live with the page styles.
-        Format::Odt | Format::Ods | Format::Odp => name == "content.xml" || name == "styles.xml",
-        _ => return Some(Member::Any),
-    };
-    let metadata = name == "docProps/core.xml" || name == "meta.xml";
-    (text_part || metadata).then_some(Member::Markup)
+    let office = matches!(
+        format,
+        Format::Docx | Format::Xlsx | Format::Pptx | Format::Odt | Format::Ods | Format::Odp
+    );
+    if !office {
+        return Some(Member::Any);
+    }
+    if layout_part(name) {
+        return None;
+    }
+    Some(if name.ends_with(".xml") {
+        Member::Markup
+    } else {
+        Member::Any
+    })
 }
 
 /// Reads until `buf` is full or the input ends.

@@ -182,7 +182,14 @@ impl Detected {
         if let Some(kind) = Self::from_head(head) {
             return kind;
         }
-        if !is_text(head) {
+        // UTF-16 and Latin-1 text is text too, told the way classification tells it.
+        let decodable = matches!(
+            super::extract::sniff(head).0,
+            super::extract::Encoding::Utf16Le
+                | super::extract::Encoding::Utf16Be
+                | super::extract::Encoding::Latin1
+        );
+        if !is_text(head) && !decodable {
             return Detected::Data;
         }
         if head.starts_with(b"#!") {

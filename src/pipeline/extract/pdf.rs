@@ -570,7 +570,7 @@ impl Visitor for Text<'_, '_> {
             }
             Token::Word(b"/Encrypt") => self
                 .sink
-                .partial("the PDF is encrypted; its text cannot be read".into()),
+                .partial_instead("the PDF is encrypted; its text cannot be read".into()),
             Token::Word(b"/Identity-H" | b"/Identity-V") if self.fonts.is_empty() => {
                 self.sink.partial(
                     "the PDF uses CID-keyed fonts (Identity encoding) without character maps; \

@@ -607,3 +607,132 @@ fn pdf_fonts_inside_object_streams_are_found() {
     assert_eq!(e.partial, None);
     assert_eq!(e.classification.detectors.get("payment-card"), Some(&1));
 }
+
+#[test]
+fn every_part_of_an_office_package_is_read_but_its_layout() {
+    let card = format!("John,{CARD}");
+    // A package that claims to be a document cannot hide files beside its document part.
+    let dummy = zip_of(&[
+        ("word/document.xml", b"<x/>"),
+        ("customers.csv", card.as_bytes()),
+    ]);
+    let odt = zip_of(&[
+        ("mimetype", b"application/vnd.oasis.opendocument.text"),
+        ("content.xml", b"<office:text/>"),
+        ("Pictures/notes.txt", card.as_bytes()),
+    ]);
+    let custom = zip_of(&[
+        ("word/document.xml", b"<w:p><w:t>hello</w:t></w:p>"),
+        (
+            "docProps/custom.xml",
+            format!("<Properties><property><vt:lpwstr>{CARD}</vt:lpwstr></property></Properties>")
+                .as_bytes(),
+        ),
+    ]);
+    for (bytes, format) in [
+        (dummy, Format::Docx),
+        (odt, Format::Odt),
+        (custom, Format::Docx),
+    ] {
+        let e = examine_bytes(&bytes, &limits(1 << 30));
+        assert_eq!(e.format, format);
+        assert_eq!(
+            e.classification.detectors.get("payment-card"),
+            Some(&1),
+            "{format:?}"
+        );
+    }
+    // Layout parts are not read: a number in a style or theme is no card.
+    let layout = zip_of(&[
+        ("word/document.xml", b"<w:p><w:t>hello</w:t></w:p>"),
+        (
+            "word/styles.xml",
+            format!("<w:style>{CARD}</w:style>").as_bytes(),
+        ),
+        (
+            "word/theme/theme1.xml",
+            format!("<a:theme>{CARD}</a:theme>").as_bytes(),
+        ),
+        (
+            "word/_rels/document.xml.rels",
+            format!("<r>{CARD}</r>").as_bytes(),
+        ),
+    ]);
+    let e = examine_bytes(&layout, &limits(1 << 30));
+    assert_eq!((e.classification.class, e.partial), (Class::General, None));
+    // An embedded workbook is an archive inside the archive.
+    let embedded = zip_of(&[
+        ("word/document.xml", b"<w:p><w:t>hello</w:t></w:p>"),
+        (
+            "word/embeddings/Sheet1.xlsx",
+            &zip_of(&[("xl/sharedStrings.xml", b"<t/>")]),
+        ),
+    ]);
+    let e = examine_bytes(&embedded, &limits(1 << 30));
+    assert!(e.partial.unwrap().contains("Sheet1.xlsx"));
+}
+
+#[test]
+fn neighbouring_metadata_fields_do_not_run_together() {
+    let core = format!(
+        "<cp:coreProperties><dc:title>Card {CARD}</dc:title><cp:revision>1</cp:revision>\
+         <dc:creator>confidential</dc:creator><cp:lastModifiedBy>python-docx</cp:lastModifiedBy>\
+         </cp:coreProperties>"
+    );
+    let text = strip_xml(&core);
+    assert!(text.contains(&format!("Card {CARD}\n")), "{text:?}");
+    assert!(text.contains("confidential\n"), "{text:?}");
+    // Runs still join into words, whatever properties they carry.
+    let runs = strip_xml(
+        "<w:p><w:r><w:rPr><w:b/></w:rPr><w:t>pass</w:t></w:r><w:r><w:t>word</w:t></w:r></w:p>",
+    );
+    assert!(runs.contains("password"), "{runs:?}");
+}
+
+#[test]
+fn compressed_data_that_is_not_opened_is_partial() {
+    let gz = |data: &[u8]| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    };
+    let card = format!("card {CARD}\n");
+    // gzip inside gzip is opened.
+    let e = examine_bytes(&gz(&gz(card.as_bytes())), &limits(1 << 30));
+    assert_eq!((e.format, e.partial), (Format::Gzip, None));
+    assert_eq!(e.classification.detectors.get("payment-card"), Some(&1));
+    // A zip inside gzip, or xz and bzip2 anywhere, is not, and says so.
+    for (bytes, kind) in [
+        (gz(&zip_of(&[("card.txt", card.as_bytes())])), "archive"),
+        (b"\xfd7zXZ\0\0\x04\xe6\xd6\xb4\x46".to_vec(), "xz"),
+        (b"BZh91AY&SY\x00\x00".to_vec(), "bzip2"),
+        (zip_of(&[("a.txt.bz2", b"BZh91AY&SY")]), "bzip2"),
+    ] {
+        let e = examine_bytes(&bytes, &limits(1 << 30));
+        let reason = e.partial.unwrap_or_default();
+        assert!(reason.contains(kind), "{kind}: {reason:?}");
+        assert_ne!(e.classification.class, Class::General);
+    }
+}
+
+#[test]
+fn a_stray_byte_order_mark_does_not_hide_plain_text() {
+    let e = examine_bytes(
+        b"\xff\xfeCard 4111 1111 1111 1111 and this is confidential\n",
+        &limits(1 << 30),
+    );
+    assert_eq!(e.classification.class, Class::Sensitive);
+    assert_eq!(sniff(b"\xff\xfe\0\0A\0\0\0").0, Encoding::Binary);
+}
+
+#[test]
+fn an_encrypted_pdf_says_it_is_encrypted() {
+    let pdf = pdf_of(&[
+        b"<< /Type /Catalog >>".to_vec(),
+        stream("/Filter [/ASCII85Decode /FlateDecode]", b"\x01\x02 garbage"),
+        b"<< /Filter /Standard /V 2 /R 3 >>".to_vec(),
+        b"<< /Encrypt 3 0 R >>".to_vec(),
+    ]);
+    let reason = examine_bytes(&pdf, &limits(1 << 30)).partial.unwrap();
+    assert!(reason.contains("encrypted"), "{reason}");
+}

@@ -40,11 +40,26 @@ pub fn sniff(head: &[u8]) -> (Encoding, usize) {
     if head.starts_with(b"\xef\xbb\xbf") {
         return (Encoding::Utf8, 3);
     }
-    if head.starts_with(b"\xff\xfe") {
-        return (Encoding::Utf16Le, 2);
+    // UTF-32's marks start like UTF-16's; UTF-32 is not read.
+    if head.starts_with(b"\xff\xfe\0\0") || head.starts_with(b"\0\0\xfe\xff") {
+        return (Encoding::Binary, 0);
     }
-    if head.starts_with(b"\xfe\xff") {
-        return (Encoding::Utf16Be, 2);
+    if let Some(mark) = [&b"\xff\xfe"[..], b"\xfe\xff"]
+        .into_iter()
+        .find(|m| head.starts_with(m))
+    {
+        // A mark before plain ASCII (no zero bytes, nothing above 0x7f) is a stray one:
+        // real UTF-16 text of that length is never all ASCII bytes.
+        let rest = &head[2..];
+        if rest.len() >= 16 && rest.iter().all(|b| (1..0x80).contains(b)) {
+            return (Encoding::Utf8, 2);
+        }
+        let encoding = if mark == b"\xff\xfe" {
+            Encoding::Utf16Le
+        } else {
+            Encoding::Utf16Be
+        };
+        return (encoding, 2);
     }
     // UTF-16 without a mark: mostly-ASCII text has a zero in every other byte.
     let pairs = head.len() / 2;
@@ -211,12 +226,41 @@ impl<R: Read> Read for Utf16<R> {
     }
 }
 
-/// A member of a plain archive: gzip and PDF are read through, text decoded, and an archive
-/// inside the archive is noted as not examined.
+/// Compressed or archive formats told by their first bytes, other than gzip and zip.
+pub fn compressed(head: &[u8]) -> Option<&'static str> {
+    const KINDS: &[(&[u8], &str)] = &[
+        (b"BZh", "bzip2"),
+        (b"\xfd7zXZ\0", "xz"),
+        (b"\x28\xb5\x2f\xfd", "zstd"),
+        (b"7z\xbc\xaf\x27\x1c", "7z"),
+        (b"Rar!\x1a\x07", "rar"),
+        (b"\x5d\0\0", "lzma"),
+    ];
+    KINDS
+        .iter()
+        .find(|(magic, _)| head.starts_with(magic))
+        .map(|(_, kind)| *kind)
+}
+
+/// How many gzip layers are opened one inside another.
+const MAX_DEPTH: usize = 3;
+
+/// A stream inside a container (an archive member, the data inside gzip): gzip and PDF are
+/// read through, text decoded, and an archive or compressed data that is not opened here
+/// is noted as not examined.
 pub fn nested<R: Read>(member: &mut R, name: &str, sink: &mut Sink) -> Result<(), Stopped> {
+    nested_at(member, name, sink, 1)
+}
+
+fn nested_at(
+    member: &mut dyn Read,
+    name: &str,
+    sink: &mut Sink,
+    depth: usize,
+) -> Result<(), Stopped> {
     let mut head = [0u8; 8];
-    let n = read_full(member, &mut head).unwrap_or(0);
-    let whole = Cursor::new(head[..n].to_vec()).chain(member);
+    let n = read_full(&mut &mut *member, &mut head).unwrap_or(0);
+    let mut whole = Cursor::new(head[..n].to_vec()).chain(member);
     let head = &head[..n];
     if head.starts_with(b"PK\x03\x04") {
         sink.partial(format!(
@@ -224,14 +268,22 @@ pub fn nested<R: Read>(member: &mut R, name: &str, sink: &mut Sink) -> Result<()
         ));
         return Ok(());
     }
+    if let Some(kind) = compressed(head) {
+        sink.partial(format!("{kind} data in {name:?} was not examined"));
+        return Ok(());
+    }
     if head.starts_with(b"%PDF-") {
         return super::pdf::extract(&mut io::BufReader::new(whole), sink);
     }
     if head.starts_with(b"\x1f\x8b") {
-        let mut inflated = Tolerant::new(flate2::read::MultiGzDecoder::new(whole));
-        pump(&mut inflated, sink)?;
+        if depth >= MAX_DEPTH {
+            sink.partial(format!("gzip inside gzip in {name:?} was not examined"));
+            return Ok(());
+        }
+        let mut inflated = Tolerant::new(flate2::read::MultiGzDecoder::new(&mut whole));
+        nested_at(&mut inflated, name, sink, depth + 1)?;
         if let Some(e) = inflated.error {
-            sink.partial(format!("member {name:?} is corrupt gzip: {e}"));
+            sink.partial(format!("{name:?} is corrupt gzip: {e}"));
         }
         return Ok(());
     }

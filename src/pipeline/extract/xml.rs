@@ -32,7 +32,9 @@ const MAX_NAME: usize = 64;
 enum State {
     Text,
     /// After `<` (and any `/`): reading the element name.
-    Name,
+    Name {
+        closing: bool,
+    },
     /// Inside a tag after its name, in or out of a quoted attribute value.
     Tag {
         quote: Option<u8>,
@@ -63,7 +65,7 @@ pub fn strip<R: Read>(reader: &mut R, sink: &mut Sink) -> Result<(), Stopped> {
                 State::Text => match b {
                     b'<' => {
                         name.clear();
-                        State::Name
+                        State::Name { closing: false }
                     }
                     b'&' => {
                         name.clear();
@@ -74,22 +76,22 @@ pub fn strip<R: Read>(reader: &mut R, sink: &mut Sink) -> Result<(), Stopped> {
                         State::Text
                     }
                 },
-                State::Name => match b {
-                    b'/' if name.is_empty() => State::Name,
+                State::Name { closing } => match b {
+                    b'/' if name.is_empty() => State::Name { closing: true },
                     b'!' | b'?' if name.is_empty() => State::Other,
                     b'>' => {
-                        separate(&name, &mut out);
+                        separate(&name, closing, &mut out);
                         State::Text
                     }
                     b'/' | b' ' | b'\t' | b'\r' | b'\n' => {
-                        separate(&name, &mut out);
+                        separate(&name, closing, &mut out);
                         State::Tag { quote: None }
                     }
                     _ => {
                         if name.len() < MAX_NAME {
                             name.push(b);
                         }
-                        State::Name
+                        State::Name { closing }
                     }
                 },
                 State::Tag { quote: None } => match b {
@@ -139,7 +141,7 @@ pub fn strip<R: Read>(reader: &mut R, sink: &mut Sink) -> Result<(), Stopped> {
                         out.extend_from_slice(&name);
                         if b == b'<' {
                             name.clear();
-                            State::Name
+                            State::Name { closing: false }
                         } else {
                             out.push(b);
                             State::Text
@@ -162,8 +164,51 @@ pub fn strip<R: Read>(reader: &mut R, sink: &mut Sink) -> Result<(), Stopped> {
     sink.write(&out)
 }
 
+/// Elements that may sit inside a word: runs, their text and properties, spans, links,
+/// tracked changes, bookmarks and fields. Every other element ends what it holds, so
+/// the text of neighbouring elements (a title and an author, say) never runs together.
+const INLINE: &[&[u8]] = &[
+    b"t",
+    b"r",
+    b"rPr",
+    b"span",
+    b"a",
+    b"hyperlink",
+    b"ins",
+    b"del",
+    b"delText",
+    b"moveFrom",
+    b"moveTo",
+    b"smartTag",
+    b"fldSimple",
+    b"fldChar",
+    b"instrText",
+    b"proofErr",
+    b"bookmarkStart",
+    b"bookmarkEnd",
+    b"bookmark",
+    b"bookmark-start",
+    b"bookmark-end",
+    b"sdt",
+    b"sdtContent",
+    b"customXml",
+    b"softHyphen",
+    b"noBreakHyphen",
+    b"sym",
+    b"lastRenderedPageBreak",
+    b"soft-page-break",
+    b"commentRangeStart",
+    b"commentRangeEnd",
+    b"dir",
+    b"bdo",
+    b"ruby",
+    b"rubyBase",
+    b"rt",
+    b"fld",
+];
+
 /// The separator an element of this name puts in the text, if any.
-fn separate(name: &[u8], out: &mut Vec<u8>) {
+fn separate(name: &[u8], closing: bool, out: &mut Vec<u8>) {
     let local = match name.iter().rposition(|b| *b == b':') {
         Some(colon) => &name[colon + 1..],
         None => name,
@@ -172,6 +217,8 @@ fn separate(name: &[u8], out: &mut Vec<u8>) {
         out.push(b'\n');
     } else if TABS.contains(&local) {
         out.push(b'\t');
+    } else if closing && !INLINE.contains(&local) {
+        out.push(b'\n');
     }
 }
 
