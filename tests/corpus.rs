@@ -628,3 +628,43 @@ fn bombs_stop_at_the_caps_in_little_memory() {
     failures.extend(judge_bomb(path, true, "defaults", &record, rss_kib));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn a_pdf_stream_inflating_to_gibs_without_text_stops_at_the_time_cap() {
+    // 4 GiB of drawing operators in one Flate stream: nothing for the byte cap to count,
+    // so only the time cap can stop it. (The zlib check value at the end is never reached.)
+    let ops = bomb::deflate_repeated(
+        b"",
+        &bomb::unit(b"0 0 m 10 10 l S\n"),
+        4 * GIB / bomb::MIB,
+        b"",
+    );
+    let mut stream = vec![0x78, 0x9c];
+    stream.extend_from_slice(&ops.data);
+    stream.extend_from_slice(&[0; 4]);
+    let mut pdf = format!(
+        "%PDF-1.4\n1 0 obj\n<< /Length {} /Filter /FlateDecode >>\nstream\n",
+        stream.len()
+    )
+    .into_bytes();
+    pdf.extend_from_slice(&stream);
+    pdf.extend_from_slice(b"\nendstream\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drawing.pdf");
+    std::fs::write(&path, pdf).unwrap();
+
+    let start = std::time::Instant::now();
+    let (record, rss_kib) = classify_measured(&["--max-time", "2s"], &path);
+    let took = start.elapsed();
+    let failures = judge_bomb(&path, true, "2s", &record, rss_kib);
+    println!("  the 2 s time cap stopped the PDF after {took:.1?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        record["partial"]
+            .as_str()
+            .unwrap()
+            .contains("classify.max-time"),
+        "{record}"
+    );
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+}
