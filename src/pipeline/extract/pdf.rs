@@ -247,6 +247,60 @@ struct Content<'f> {
     /// The last name seen, the operand of `Tf`.
     name: Vec<u8>,
     font: Option<&'f CMap>,
+    /// Numbers since the last operator.
+    operands: Vec<f64>,
+    at: Position,
+}
+
+/// Where text is being shown, roughly: enough to tell whether the next piece continues a
+/// word, starts a new word on the same line, or starts a new line. Writers often place
+/// each word, or each glyph, on its own.
+#[derive(Default)]
+struct Position {
+    /// Font size and the text matrix's scale.
+    size: f64,
+    scale: f64,
+    /// The start of the current line, and where the text shown so far ends (glyphs taken
+    /// as half an em wide). `None` before anything is shown.
+    line: (f64, f64),
+    end: Option<(f64, f64)>,
+    /// The line moved since the last text shown: the separator is chosen when text is
+    /// shown there, so that a move that shows nothing (a `T*` closing a block) is none.
+    moved: bool,
+}
+
+impl Position {
+    fn em(&self) -> f64 {
+        (self.size * self.scale).abs().max(1.0)
+    }
+
+    fn move_to(&mut self, to: (f64, f64)) {
+        self.line = to;
+        self.moved = true;
+    }
+
+    /// Before text is shown after a move: a line break if it is on another line, a space
+    /// if it leaves a gap after the text before it, nothing if it continues it.
+    fn separate(&mut self, out: &mut Vec<u8>) {
+        if !std::mem::take(&mut self.moved) {
+            return;
+        }
+        let to = self.line;
+        if let Some((x, y)) = self.end {
+            let em = self.em();
+            if (to.1 - y).abs() > em / 2.0 {
+                out.push(b'\n');
+            } else if to.0 - x > em / 4.0 || x - to.0 > em {
+                out.push(b' ');
+            }
+        }
+        self.end = Some(to);
+    }
+
+    fn shown(&mut self, chars: usize) {
+        let (x, y) = self.end.unwrap_or(self.line);
+        self.end = Some((x + chars as f64 * self.em() / 2.0, y));
+    }
 }
 
 /// A gap in a `TJ` array wider than this (in thousandths of the font size) is a word space.
@@ -260,6 +314,12 @@ impl<'f> Content<'f> {
             fonts,
             name: Vec::new(),
             font: None,
+            operands: Vec::with_capacity(6),
+            at: Position {
+                size: 12.0,
+                scale: 1.0,
+                ..Position::default()
+            },
         }
     }
 
@@ -270,10 +330,19 @@ impl<'f> Content<'f> {
             fonts,
             name,
             font,
+            operands,
+            at,
         } = self;
         for &b in bytes {
             lexer.push(b, &mut |token| match token {
-                Token::String(s) => write_string(s, *font, out),
+                Token::String(s) => {
+                    at.separate(out);
+                    let before = out.len();
+                    write_string(s, *font, out);
+                    let chars =
+                        std::str::from_utf8(&out[before..]).map_or(s.len(), |t| t.chars().count());
+                    at.shown(chars);
+                }
                 Token::ArrayStart => *in_array = true,
                 Token::ArrayEnd => *in_array = false,
                 Token::DictStart | Token::DictEnd => {}
@@ -281,21 +350,48 @@ impl<'f> Content<'f> {
                     name.clear();
                     name.extend_from_slice(w);
                 }
-                Token::Word(b"Tf") => *font = fonts.cmap(name),
                 Token::Word(w) => {
-                    if *in_array {
-                        let gap = std::str::from_utf8(w)
-                            .ok()
-                            .and_then(|n| n.parse::<f64>().ok());
-                        if gap.is_some_and(|g| -g > WORD_GAP) {
-                            out.push(b' ');
+                    if let Some(n) = std::str::from_utf8(w)
+                        .ok()
+                        .and_then(|n| n.parse::<f64>().ok())
+                    {
+                        if *in_array {
+                            if -n > WORD_GAP {
+                                out.push(b' ');
+                            }
+                        } else if operands.len() < 6 {
+                            operands.push(n);
                         }
-                    } else if matches!(
-                        w,
-                        b"T*" | b"Td" | b"TD" | b"Tm" | b"'" | b"\"" | b"ET" | b"BT"
-                    ) {
-                        out.push(b'\n');
+                        return;
                     }
+                    let line = at.line;
+                    match (w, operands.as_slice()) {
+                        (b"Tf", [.., size]) => {
+                            at.size = *size;
+                            *font = fonts.cmap(name);
+                        }
+                        (b"Tf", _) => *font = fonts.cmap(name),
+                        (b"Td" | b"TD", [tx, ty]) => {
+                            let k = at.scale;
+                            at.move_to((line.0 + tx * k, line.1 + ty * k));
+                        }
+                        (b"Tm", [a, b, _, _, e, f]) => {
+                            at.scale = a.hypot(*b);
+                            at.move_to((*e, *f));
+                        }
+                        // A text object starts at the origin until moved.
+                        (b"BT", _) => at.move_to((0.0, 0.0)),
+                        (b"T*", _) => at.move_to((line.0, line.1 - at.em())),
+                        // These show their string after moving to the next line; the
+                        // string came first, so the break follows it.
+                        (b"'" | b"\"", _) => {
+                            out.push(b'\n');
+                            at.line.1 -= at.em();
+                            at.end = Some(at.line);
+                        }
+                        _ => {}
+                    }
+                    operands.clear();
                 }
             });
         }

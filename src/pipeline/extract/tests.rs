@@ -736,3 +736,45 @@ fn an_encrypted_pdf_says_it_is_encrypted() {
     let reason = examine_bytes(&pdf, &limits(1 << 30)).partial.unwrap();
     assert!(reason.contains("encrypted"), "{reason}");
 }
+
+#[test]
+fn pdf_text_placed_in_pieces_is_joined_by_where_it_is_placed() {
+    let glyphs: String = "4111111111111111"
+        .chars()
+        .map(|d| format!("({d}) Tj 6.672 0 Td "))
+        .collect();
+    for (content, want) in [
+        // Two pieces of one line, the second placed where the first ends; each block
+        // closed with T* as some writers do.
+        (
+            "BT /F1 12 Tf 1 0 0 1 72 700 Tm (Card: 4111 1111) Tj T* ET \
+             BT /F1 12 Tf 1 0 0 1 161.4 700 Tm ( 1111 1111) Tj T* ET"
+                .to_string(),
+            Class::Personal,
+        ),
+        // One glyph at a time.
+        (
+            format!("BT /F1 12 Tf 72 700 Td {glyphs}ET"),
+            Class::Personal,
+        ),
+        // Pieces of one word, and two words apart on a line or on two lines.
+        (
+            "BT /F1 12 Tf 72 700 Td (pass) Tj 24 0 Td (word) Tj ET".to_string(),
+            Class::Sensitive,
+        ),
+        (
+            "BT /F1 12 Tf 72 700 Td (pass) Tj 40 0 Td (word) Tj ET".to_string(),
+            Class::General,
+        ),
+        (
+            "BT /F1 12 Tf 72 700 Td (pass) Tj 0 -14 Td (word) Tj ET".to_string(),
+            Class::General,
+        ),
+    ] {
+        let e = examine_bytes(
+            &pdf_with_content(content.as_bytes(), true),
+            &limits(1 << 30),
+        );
+        assert_eq!(e.classification.class, want, "{content}");
+    }
+}
