@@ -408,38 +408,22 @@ fn from_zip(
     file: &File,
     budget: Budget,
 ) -> io::Result<(Classification, Format, Option<String>)> {
-    match zip_directory_size(file) {
-        Ok(size) if size <= MAX_CENTRAL_DIRECTORY => {}
-        Ok(size) => {
-            return raw_with_reason(
-                classifier,
-                file,
-                budget,
-                Format::Zip,
-                format!("the archive's member list is {size} bytes, over {MAX_CENTRAL_DIRECTORY}"),
-            );
-        }
-        Err(e) => {
-            return raw_with_reason(
-                classifier,
-                file,
-                budget,
-                Format::Zip,
-                format!("not a readable zip archive: {e}"),
-            );
-        }
-    }
-    let mut archive = match zip::ZipArchive::new(BufReader::new(file)) {
-        Ok(a) => a,
-        Err(e) => {
-            return raw_with_reason(
-                classifier,
-                file,
-                budget,
-                Format::Zip,
-                format!("not a readable zip archive: {e}"),
-            );
-        }
+    let unreadable = |e: &dyn std::fmt::Display| format!("not a readable zip archive: {e}");
+    let opened = zip_directory_size(file)
+        .map_err(|e| unreadable(&e))
+        .and_then(|size| {
+            if size <= MAX_CENTRAL_DIRECTORY {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the archive's member list is {size} bytes, over {MAX_CENTRAL_DIRECTORY}"
+                ))
+            }
+        })
+        .and_then(|()| zip::ZipArchive::new(BufReader::new(file)).map_err(|e| unreadable(&e)));
+    let mut archive = match opened {
+        Ok(archive) => archive,
+        Err(reason) => return raw_with_reason(classifier, file, budget, Format::Zip, reason),
     };
     let names: Vec<String> = archive.file_names().map(str::to_string).collect();
     let format = zip_format(&mut archive, &names);
