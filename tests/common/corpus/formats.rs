@@ -100,7 +100,7 @@ const REL_OFFICE_DOC: &str =
 const W_NS: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
 const R_NS: &str = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
 
-fn content_types(overrides: &[(&str, &str)]) -> Vec<u8> {
+pub fn content_types(overrides: &[(&str, &str)]) -> Vec<u8> {
     let mut s = format!(
         "{XML_DECL}\n<Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
          <Default Extension=\"rels\" \

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::formats::{esc, zip_parts};
+use super::formats::{content_types, esc, zip_parts};
 use super::texts::{card, grouped, iban};
 use super::{pdf, Class, Sample};
 
@@ -27,21 +27,19 @@ fn rels(list: &[(&str, &str, &str)]) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// `[Content_Types].xml` for parts whose types are OOXML's own (the common prefix left out).
 fn types(overrides: &[(&str, &str)]) -> Vec<u8> {
-    let mut s = format!(
-        "{XML_DECL}\n<Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
-         <Default Extension=\"rels\" \
-         ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/>\
-         <Default Extension=\"xml\" ContentType=\"application/xml\"/>"
-    );
-    for (part, kind) in overrides {
-        s += &format!(
-            "<Override PartName=\"{part}\" \
-             ContentType=\"application/vnd.openxmlformats-officedocument.{kind}\"/>"
-        );
-    }
-    s += "</Types>";
-    s.into_bytes()
+    let full: Vec<(&str, String)> = overrides
+        .iter()
+        .map(|(part, kind)| {
+            (
+                *part,
+                format!("application/vnd.openxmlformats-officedocument.{kind}"),
+            )
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = full.iter().map(|(p, k)| (*p, k.as_str())).collect();
+    content_types(&pairs)
 }
 
 fn word_paragraph(line: &str) -> String {
