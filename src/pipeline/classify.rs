@@ -607,7 +607,8 @@ impl Scan {
         let (run, next) = digit_run(text, i);
         let p = byte_before(text, i, 1);
         let shaped = FOLLOWERS[usize::from(next)] >> run.min(5) & 1 != 0
-            || (run == 4 && year_after_words(text, i, p));
+            || (run == 4 && year_after_words(text, i, p))
+            || national_start(text[i], run, next);
         // An IBAN's check digits follow its country code.
         let iban = p.is_some_and(|b| b.is_ascii_uppercase());
         if shaped || iban {
@@ -633,6 +634,12 @@ impl Scan {
             && iban_at(&text[i - 2..])
         {
             self.counts[IBAN] += 1;
+        }
+        // Not a later group of a longer run of numbers.
+        let follows_number =
+            matches!(p, Some(b' ' | b'.' | b'-')) && pp.is_some_and(|b| b.is_ascii_digit());
+        if national_start(text[i], run, next) && phone_alone(p) && !follows_number {
+            self.phone(i, national_phone(&text[i..]));
         }
         match (run, next) {
             // `123-45-6789`, `212-555-0123`.
@@ -683,7 +690,11 @@ fn byte_before(text: &[u8], i: usize, back: usize) -> Option<u8> {
 fn anchor_at(b: [u8; 4]) -> bool {
     let digit = |x: u8| x.wrapping_sub(b'0') < 10;
     let [prev, b0, b1, b2] = b;
-    let long = digit(b2) | (b2 == b'/') | (b2 == b'.') | (prev.wrapping_sub(b'A') < 26);
+    let long = digit(b2)
+        | (b2 == b'/')
+        | (b2 == b'.')
+        | (prev.wrapping_sub(b'A') < 26)
+        | ((b0 == b'0') & (b2 == b' '));
     let number = digit(b0) & !digit(prev) & digit(b1) & long;
     number | ((b0 == b'+') & digit(b1)) | (b0 == b'@')
 }
@@ -1036,6 +1047,40 @@ fn international_phone(text: &[u8]) -> Option<usize> {
     }
     let ends = text.get(i).is_none_or(|b| !b.is_ascii_alphanumeric());
     (text.first() != Some(&b'0') && (8..=15).contains(&digits) && !open && ends).then_some(i)
+}
+
+/// Whether a run of `run` digits starting with `first` and followed by `next` may start a
+/// French or British national number: a leading 0 and a first group of 2 to 5 digits.
+#[inline(always)]
+fn national_start(first: u8, run: usize, next: u8) -> bool {
+    first == b'0' && (2..=5).contains(&run) && matches!(next, b' ' | b'.')
+}
+
+/// The length of a French or British number written with its leading 0, if one starts
+/// `text`: France's five pairs (`06 12 34 56 78`, `01.23.45.67.89`, the second digit 1 to
+/// 9), and Britain's eleven digits in the groups its numbering plan uses (`020 7946 0958`,
+/// `0161 496 0000`, `07700 900123`). Nothing may run on from it.
+fn national_phone(text: &[u8]) -> Option<usize> {
+    const SHAPES: &[(&[u8], &[u8])] = &[
+        (b"0d dd dd dd dd", b"123456789"),
+        (b"0d.dd.dd.dd.dd", b"123456789"),
+        (b"0dd dddd dddd", b"2"),
+        (b"0ddd ddd dddd", b"138"),
+        (b"0dddd dddddd", b"17"),
+    ];
+    SHAPES.iter().find_map(|(shape, second)| {
+        let fits = text.len() >= shape.len()
+            && shape.iter().zip(text).all(|(s, b)| match s {
+                b'd' => b.is_ascii_digit(),
+                _ => s == b,
+            })
+            && second.contains(&text[1]);
+        let after = text.get(shape.len()..).unwrap_or_default();
+        let ends = after.first().is_none_or(|b| !b.is_ascii_alphanumeric())
+            && !(matches!(after.first(), Some(b' ' | b'.' | b'-'))
+                && after.get(1).is_some_and(u8::is_ascii_digit));
+        (fits && ends).then_some(shape.len())
+    })
 }
 
 /// The length of a North American number, `(NXX) NXX-XXXX`, `NXX-NXX-XXXX` or
@@ -1993,6 +2038,24 @@ mod tests {
             ("EAN 4000000000006 toner", General),
             ("Old Visa 4222222222222 on file", Personal),
             ("Maestro 5018 0000 0000 7", General),
+        ]);
+    }
+
+    #[test]
+    fn french_and_british_numbers_written_nationally() {
+        use Class::{General, Personal};
+        expect_classes(&[
+            ("Portable : 06 12 34 56 78", Personal),
+            ("Bureau 01.23.45.67.89, merci", Personal),
+            ("Call 020 7946 0958 today", Personal),
+            ("Manchester office 0161 496 0000.", Personal),
+            ("Mobile 07700 900123", Personal),
+            // Six pairs, a leading 00, a group that runs on, or groups the plan has not.
+            ("Tirage 01 02 03 04 05 06", General),
+            ("Code 00 12 34 56 78", General),
+            ("Ref 020 7946 09581", General),
+            ("Lot 0555 12 3456 done", General),
+            ("Bin 012 3456 7890", General),
         ]);
     }
 }
