@@ -434,21 +434,31 @@ fn odf_paragraph(text: &Text, line: &str, rng: &mut Lcg) -> String {
     p
 }
 
-/// An ODF package: `mimetype` first and stored, as the format requires.
-fn odf_package(mimetype: &str, content: String) -> Vec<u8> {
+/// An ODF package: `mimetype` first and stored, as the format requires; `content.xml`,
+/// and `styles.xml` (where page headers and footers live) if given.
+pub fn odf_package(mimetype: &str, content: String, styles: Option<String>) -> Vec<u8> {
+    let styles_entry = if styles.is_some() {
+        "<manifest:file-entry manifest:full-path=\"styles.xml\" manifest:media-type=\"text/xml\"/>"
+    } else {
+        ""
+    };
     let manifest = format!(
         "{XML_DECL}\n<manifest:manifest \
          xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\" \
          manifest:version=\"1.3\"><manifest:file-entry manifest:full-path=\"/\" \
          manifest:media-type=\"{mimetype}\"/><manifest:file-entry \
          manifest:full-path=\"content.xml\" manifest:media-type=\"text/xml\"/>\
-         </manifest:manifest>"
+         {styles_entry}</manifest:manifest>"
     );
-    zip_parts(&[
+    let mut parts = vec![
         ("mimetype", mimetype.as_bytes().to_vec(), true),
         ("content.xml", content.into_bytes(), false),
-        ("META-INF/manifest.xml", manifest.into_bytes(), false),
-    ])
+    ];
+    if let Some(styles) = styles {
+        parts.push(("styles.xml", styles.into_bytes(), false));
+    }
+    parts.push(("META-INF/manifest.xml", manifest.into_bytes(), false));
+    zip_parts(&parts)
 }
 
 pub fn odt(text: &Text) -> Vec<u8> {
@@ -464,7 +474,7 @@ pub fn odt(text: &Text) -> Vec<u8> {
          <office:body><office:text>{paras}</office:text></office:body>\
          </office:document-content>"
     );
-    odf_package("application/vnd.oasis.opendocument.text", content)
+    odf_package("application/vnd.oasis.opendocument.text", content, None)
 }
 
 pub fn ods(text: &Text) -> Vec<u8> {
@@ -492,5 +502,9 @@ pub fn ods(text: &Text) -> Vec<u8> {
          <table:table table:name=\"Sheet1\">{rows}</table:table></office:spreadsheet>\
          </office:body></office:document-content>"
     );
-    odf_package("application/vnd.oasis.opendocument.spreadsheet", content)
+    odf_package(
+        "application/vnd.oasis.opendocument.spreadsheet",
+        content,
+        None,
+    )
 }

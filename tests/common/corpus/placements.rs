@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::formats::{content_types, esc, zip_parts};
+use super::formats::{content_types, esc, odf_package, zip_parts};
 use super::texts::{card, grouped, iban};
 use super::{pdf, Class, Sample};
 
@@ -369,30 +369,13 @@ const ODF_NS: &str = "xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:offic
 /// An ODF package with `content.xml` and, if given, `styles.xml` (where page headers and
 /// footers live).
 fn odf(mimetype: &str, content: &str, styles: Option<&str>) -> Vec<u8> {
-    let manifest = format!(
-        "{XML_DECL}\n<manifest:manifest \
-         xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\" \
-         manifest:version=\"1.3\"><manifest:file-entry manifest:full-path=\"/\" \
-         manifest:media-type=\"{mimetype}\"/><manifest:file-entry \
-         manifest:full-path=\"content.xml\" manifest:media-type=\"text/xml\"/>\
-         <manifest:file-entry manifest:full-path=\"styles.xml\" \
-         manifest:media-type=\"text/xml\"/></manifest:manifest>"
-    );
     let content = format!(
         "{XML_DECL}\n<office:document-content {ODF_NS}>{content}</office:document-content>"
     );
-    let mut parts = vec![
-        ("mimetype", mimetype.as_bytes().to_vec(), true),
-        ("content.xml", content.into_bytes(), false),
-    ];
-    if let Some(styles) = styles {
-        let styles = format!(
-            "{XML_DECL}\n<office:document-styles {ODF_NS}>{styles}</office:document-styles>"
-        );
-        parts.push(("styles.xml", styles.into_bytes(), false));
-    }
-    parts.push(("META-INF/manifest.xml", manifest.into_bytes(), false));
-    zip_parts(&parts)
+    let styles = styles.map(|styles| {
+        format!("{XML_DECL}\n<office:document-styles {ODF_NS}>{styles}</office:document-styles>")
+    });
+    odf_package(mimetype, content, styles)
 }
 
 const ODT: &str = "application/vnd.oasis.opendocument.text";
