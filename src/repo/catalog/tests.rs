@@ -359,18 +359,7 @@ fn prune_keeps_the_newest_directory_and_never_touches_an_empty_object() {
         dir_row(5, "old", 0o755, 50),
     ];
     write_batch(&repo, &rows, &[]).unwrap();
-    let policy = Policy {
-        keep_last: Some(1),
-        keep_within: None,
-    };
-    let outcome = crate::repo::prune::prune(
-        &repo,
-        &policy,
-        true,
-        std::time::Duration::from_secs(5),
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = prune_keeping_last_one(&repo);
     assert_eq!((outcome.versions_dropped, outcome.objects_deleted), (2, 1));
     let ids: Vec<i64> = Catalog::load(&repo).unwrap().versions.into_keys().collect();
     assert_eq!(ids, [2, 4, 5], "the newest version of each path stays");
@@ -539,18 +528,7 @@ fn prune_cleans_routed_objects_no_version_needs_and_keeps_the_rest() {
     ];
     write_batch(&repo, &rows, &[]).unwrap();
     write_batch(&repo, &newer, &[]).unwrap();
-    let policy = Policy {
-        keep_last: Some(1),
-        keep_within: None,
-    };
-    let outcome = crate::repo::prune::prune(
-        &repo,
-        &policy,
-        true,
-        std::time::Duration::from_secs(5),
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = prune_keeping_last_one(&repo);
     assert_eq!(outcome.versions_dropped, 4);
     let left = |prefix: &str| -> Vec<String> {
         repo.dest
@@ -579,4 +557,20 @@ fn prune_cleans_routed_objects_no_version_needs_and_keeps_the_rest() {
             "shared/data/00/05"
         ]
     );
+}
+
+/// Prunes `repo` for real, keeping the newest version of each file.
+fn prune_keeping_last_one(repo: &Repo) -> crate::repo::prune::Outcome {
+    let policy = Policy {
+        keep_last: Some(1),
+        keep_within: None,
+    };
+    crate::repo::prune::prune(
+        repo,
+        &policy,
+        true,
+        std::time::Duration::from_secs(5),
+        &mut |_| {},
+    )
+    .unwrap()
 }
