@@ -125,7 +125,7 @@ impl Walk<'_> {
             .catchup_files
             .with_label_values(&[result])
             .inc();
-        if self.summary.files % PROGRESS_EVERY == 0 {
+        if self.summary.files.is_multiple_of(PROGRESS_EVERY) {
             tracing::info!(
                 files = self.summary.files,
                 queued = self.summary.queued,

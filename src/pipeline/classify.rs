@@ -7,13 +7,15 @@
 //! a real date after a birth-date label, or a personal keyword. `[[classify.pattern]]`
 //! adds detectors of one's own: a regular expression and a check on its matches.
 //!
-//! Each read is looked at once for all detectors: a pass the compiler vectorises marks the
-//! few bytes a match can be anchored on (`@`, `+` before a digit, the start of a run of
-//! digits), and only there are the detectors' shapes and checks tried; a date of birth is a
-//! date with a label behind it. Keywords are found by a SIMD multi-pattern search (Teddy)
-//! in an ASCII-lowercased copy of the read. Reads overlap by a window so that a match split
-//! across two reads is found, and only matches anchored before the kept tail are counted,
-//! so it is found once.
+//! Each read is looked at once for all detectors: one vector pass (AVX-512BW or AVX2 where
+//! the CPU has them, see `marks`) marks the few bytes a match can be anchored on (`@`, `+`
+//! before a digit, the start of a run of digits) and where a keyword may start; only there
+//! are the detectors' shapes and checks tried, and the keywords compared in full. A date of
+//! birth is a date with a label behind it. Without those instructions, or with more keywords
+//! than the pass probes, a portable pass marks the anchors and the keywords are found by a
+//! multi-pattern search (Teddy, else Aho-Corasick) in an ASCII-lowercased copy of the read.
+//! Reads overlap by a window so that a match split across two reads is found, and only
+//! matches anchored before the kept tail are counted, so it is found once.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -24,6 +26,9 @@ use serde::Serialize;
 
 use super::dedup::CHUNK;
 use crate::config::{ClassifyConfig, PatternConfig};
+use marks::{Level, Marker, Marks, BLOCK};
+
+mod marks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,6 +77,8 @@ const PERSONAL_WINDOW: usize = 256;
 /// How far before its anchor a detector looks: a birth-date label ends up to 19 bytes
 /// before its date, is up to 19 bytes long and must not follow a word character.
 const BEHIND: usize = 64;
+/// Bytes of a window marked at a time (a multiple of the block).
+const PIECE: usize = 64 * BLOCK;
 /// Longest domain an e-mail address can have.
 const MAX_DOMAIN: usize = 253;
 /// Names the audit record gives keywords; custom patterns cannot take them, nor the
@@ -90,6 +97,8 @@ pub struct Classifier {
     overlap: usize,
     /// Personal-data matches (all detectors together) that make a file personal.
     threshold: u64,
+    /// The first look at each window: where detectors and keywords may be.
+    marker: Marker,
 }
 
 /// The keywords, ASCII-lowercased, and a searcher for where one of them starts.
@@ -149,15 +158,7 @@ impl Keywords {
         let mut personal = 0;
         // Whether word `id` standing at `at` in `lower` makes the file sensitive.
         let mut judge = |id: usize, at: usize| {
-            let (start, end) = (from + at, from + at + self.words[id].len());
-            if start >= limit || !whole_word(text, start, end, done) {
-                return false;
-            }
-            if id < self.personal_from {
-                return true;
-            }
-            personal += 1;
-            false
+            from + at < limit && self.judge(id, text, from + at, done, &mut personal)
         };
         match &self.finder {
             Finder::Packed(searcher) => {
@@ -184,6 +185,30 @@ impl Keywords {
             }
         }
         Some(personal)
+    }
+}
+
+impl Keywords {
+    /// Whether word `id`, found at `text[start..]`, makes the file sensitive. A personal
+    /// one adds to `personal` instead. Either counts only as a whole word.
+    fn judge(&self, id: usize, text: &[u8], start: usize, done: bool, personal: &mut u64) -> bool {
+        if !whole_word(text, start, start + self.words[id].len(), done) {
+            return false;
+        }
+        if id < self.personal_from {
+            return true;
+        }
+        *personal += 1;
+        false
+    }
+
+    /// The words standing at `text[start..]` (ASCII case ignored), judged as above.
+    fn judge_at(&self, text: &[u8], start: usize, done: bool, personal: &mut u64) -> bool {
+        self.words.iter().enumerate().any(|(id, word)| {
+            text.get(start..start + word.len())
+                .is_some_and(|here| here.eq_ignore_ascii_case(word))
+                && self.judge(id, text, start, done, personal)
+        })
     }
 }
 
@@ -241,23 +266,35 @@ fn word_char_before(text: &[u8], i: usize) -> bool {
         .is_some_and(is_word_char)
 }
 
+/// The instructions the scan's first look at each read runs on this CPU: `avx512bw`,
+/// `avx2` or `portable`.
+pub fn instructions() -> &'static str {
+    marks::Level::best().name()
+}
+
 impl Classifier {
     /// The classifier `[classify]` describes: `sensitive-keywords` make a file sensitive;
     /// each of the `personal-keywords` counts as one personal-data match (both whole words,
     /// ASCII case ignored); each `[[classify.pattern]]` is a detector of its own. Fails on a
     /// pattern that does not compile or is misnamed, naming its config key.
     pub fn new(cfg: &ClassifyConfig) -> Result<Self, PatternError> {
+        Self::on(cfg, Level::best())
+    }
+
+    /// As [`Classifier::new`], its first look at each read running on `level`.
+    fn on(cfg: &ClassifyConfig, level: Level) -> Result<Self, PatternError> {
         let keywords = Keywords::new(&cfg.sensitive_keywords, &cfg.personal_keywords);
         let patterns = Pattern::compile_all(&cfg.pattern)?;
         let longest = keywords.as_ref().map_or(0, |k| k.longest);
         let longest_pattern = patterns.iter().map(|p| p.max_length).max().unwrap_or(0);
         Ok(Self {
-            keywords,
             patterns,
             // A keyword or pattern starting in the kept tail ends at least a character (up
             // to 4 bytes of UTF-8) before the window does, so the byte after it is seen.
             overlap: (longest.max(longest_pattern) + 4).max(PERSONAL_WINDOW),
             threshold: cfg.personal_threshold.max(1),
+            marker: Marker::at(keywords.as_ref().map_or(&[], |k| &k.words), level),
+            keywords,
         })
     }
 
@@ -509,6 +546,8 @@ struct Scan {
     phone_end: u64,
     /// The window from `start` on, ASCII-lowercased, for the keyword search.
     lower: Vec<u8>,
+    /// The marks of the piece of a window being scanned.
+    marks: Vec<Marks>,
     /// Matches of each custom pattern.
     pattern_counts: Vec<u64>,
     /// File offset where each custom pattern's next match may start: after the last one.
@@ -526,7 +565,7 @@ impl Scan {
         limit: usize,
         done: bool,
     ) -> Option<&'c str> {
-        if let Some(keywords) = &c.keywords {
+        if let Some(keywords) = c.keywords.as_ref().filter(|_| !c.marker.finds_keywords()) {
             let end = text.len().min(limit + keywords.longest);
             self.lower.clear();
             self.lower
@@ -561,20 +600,41 @@ impl Scan {
                 }
             }
         }
-        let mut base = from;
-        while base < limit {
-            let mut mask = anchors(text, base);
-            if limit - base < 64 {
-                mask &= (1 << (limit - base)) - 1;
+        // A piece at a time, so that its marks stay in the cache.
+        let mut marks = std::mem::take(&mut self.marks);
+        let mut piece = from;
+        while piece < limit {
+            let end = limit.min(piece + PIECE);
+            marks.clear();
+            c.marker.mark(text, piece, end, &mut marks);
+            for (k, m) in marks.iter().enumerate() {
+                let base = piece + k * BLOCK;
+                if let Some(keywords) = &c.keywords {
+                    let mut starts = m.starts;
+                    while starts != 0 {
+                        let i = base + starts.trailing_zeros() as usize;
+                        starts &= starts - 1;
+                        if keywords.judge_at(text, i, done, &mut self.personal_keywords) {
+                            self.marks = marks;
+                            return Some(SENSITIVE_KEYWORD);
+                        }
+                    }
+                }
+                self.anchors(text, base, m.anchors);
             }
-            while mask != 0 {
-                let i = base + mask.trailing_zeros() as usize;
-                mask &= mask - 1;
-                self.anchor(text, i);
-            }
-            base += 64;
+            piece = end;
         }
+        self.marks = marks;
         None
+    }
+
+    /// Tries the detectors at each byte of `text[base..]` that `mask` marks.
+    fn anchors(&mut self, text: &[u8], base: usize, mut mask: u64) {
+        while mask != 0 {
+            let i = base + mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            self.anchor(text, i);
+        }
     }
 
     /// Tries the detectors anchored at `text[i]`.
@@ -583,18 +643,21 @@ impl Scan {
             b'@' => self.counts[EMAIL] += u64::from(email_at(text, i)),
             b'+' => {
                 if phone_alone(byte_before(text, i, 1)) {
-                    let n = international_phone(&text[i + 1..]).map(|n| n + 1);
-                    self.phone(i, n);
+                    self.phone(i, || international_phone(&text[i + 1..]).map(|n| n + 1));
                 }
             }
             _ => self.number(text, i),
         }
     }
 
-    /// Counts a phone number of `len` bytes at `text[i]` unless one counted already covers it.
-    fn phone(&mut self, i: usize, len: Option<usize>) {
+    /// Counts a phone number at `text[i]`, of the length `len` finds, unless one counted
+    /// already covers it.
+    fn phone(&mut self, i: usize, len: impl FnOnce() -> Option<usize>) {
         let at = self.offset + i as u64;
-        if let Some(n) = len.filter(|_| at >= self.phone_end) {
+        if at < self.phone_end {
+            return;
+        }
+        if let Some(n) = len() {
             self.counts[PHONE] += 1;
             self.phone_end = at + n as u64;
         }
@@ -639,23 +702,23 @@ impl Scan {
         let follows_number =
             matches!(p, Some(b' ' | b'.' | b'-')) && pp.is_some_and(|b| b.is_ascii_digit());
         if national_start(text[i], run, next) && phone_alone(p) && !follows_number {
-            self.phone(i, national_phone(&text[i..]));
+            self.phone(i, || national_phone(&text[i..]));
         }
         match (run, next) {
             // `123-45-6789`, `212-555-0123`.
             (3, b'-') => {
                 self.counts[SSN] += u64::from(ssn_at(text, i));
                 if phone_alone(p) {
-                    self.phone(i, north_american_phone(&text[i..]));
+                    self.phone(i, || north_american_phone(&text[i..]));
                 }
             }
             // `415.555.0199`.
             (3, b'.') if phone_alone(p) => {
-                self.phone(i, north_american_phone(&text[i..]));
+                self.phone(i, || north_american_phone(&text[i..]));
             }
             // `(212) 555-0123`, from its parenthesis.
             (3, b')') if p == Some(b'(') && phone_alone(pp) => {
-                self.phone(i - 1, north_american_phone(&text[i - 1..]));
+                self.phone(i - 1, || north_american_phone(&text[i - 1..]));
             }
             (4, b'-') | (2, b'/' | b'.') if date_at(&text[i..]) && birth_label_before(text, i) => {
                 self.counts[BIRTH] += 1;
@@ -680,55 +743,6 @@ impl Scan {
 /// start of the file).
 fn byte_before(text: &[u8], i: usize, back: usize) -> Option<u8> {
     i.checked_sub(back).map(|j| text[j])
-}
-
-/// Whether a detector can be anchored at `b[1]`, `b[0]` being the byte before it: an `@`,
-/// a `+` before a digit, or the first digit of a run of three or more, of two before `/` or
-/// `.` (a date), or of two after an uppercase letter (an IBAN's check digits). Written
-/// without branches so that the compiler vectorises it.
-#[inline(always)]
-fn anchor_at(b: [u8; 4]) -> bool {
-    let digit = |x: u8| x.wrapping_sub(b'0') < 10;
-    let [prev, b0, b1, b2] = b;
-    let long = digit(b2)
-        | (b2 == b'/')
-        | (b2 == b'.')
-        | (prev.wrapping_sub(b'A') < 26)
-        | ((b0 == b'0') & (b2 == b' '));
-    let number = digit(b0) & !digit(prev) & digit(b1) & long;
-    number | ((b0 == b'+') & digit(b1)) | (b0 == b'@')
-}
-
-/// The anchors in `text[base..base + 64]`, as bits.
-fn anchors(text: &[u8], base: usize) -> u64 {
-    if base == 0 || base + 66 > text.len() {
-        let at = |i: usize| text.get(i).copied().unwrap_or(0);
-        return (0..64)
-            .filter(|&k| {
-                let i = base + k;
-                let prev = i.checked_sub(1).map_or(0, at);
-                i < text.len() && anchor_at([prev, at(i), at(i + 1), at(i + 2)])
-            })
-            .fold(0, |mask, k| mask | 1 << k);
-    }
-    let bytes: &[u8; 67] = text[base - 1..base + 66].try_into().expect("67 bytes");
-    let mut flags = [0u8; 64];
-    for (k, flag) in flags.iter_mut().enumerate() {
-        *flag = u8::from(anchor_at([
-            bytes[k],
-            bytes[k + 1],
-            bytes[k + 2],
-            bytes[k + 3],
-        ]));
-    }
-    // Each byte of `word` is 0 or 1; the multiplication gathers them into its top byte.
-    flags
-        .chunks_exact(8)
-        .enumerate()
-        .fold(0, |mask, (k, word)| {
-            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-            mask | (word.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k)
-        })
 }
 
 /// How many digits (up to 8) start `text[i..]`, and the byte after them (0 at the end).
@@ -762,7 +776,7 @@ const FOLLOWERS: [u8; 256] = {
 };
 
 /// ASCII letters, digits and `_`.
-fn is_word_byte(b: u8) -> bool {
+const fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
@@ -1134,30 +1148,90 @@ const BIRTH_LABELS: &[&[u8]] = &[
 /// Whether a birth-date label (above, as a whole word, any ASCII case) ends within the 19
 /// bytes before the date at `text[date]`.
 fn birth_label_before(text: &[u8], date: usize) -> bool {
-    // Bit `n` is set when a label ends in the letter `a` + n. Timestamps in logs put a
-    // date on every line, so most of the bytes before one must be passed over cheaply.
-    const LAST_LETTERS: u32 = {
-        let (mut bits, mut i) = (0, 0);
+    // For each byte: 1 if a label ends in it (either case), 2 if it is a word byte.
+    // Timestamps in logs put a date on every line, so most of the bytes before one must
+    // be passed over cheaply: two look-ups each.
+    const BYTES: [u8; 256] = {
+        let mut table = [0; 256];
+        let mut b = 0;
+        while b < 256 {
+            if is_word_byte(b as u8) {
+                table[b] = 2;
+            }
+            b += 1;
+        }
+        let mut i = 0;
         while i < BIRTH_LABELS.len() {
-            bits |= 1 << (BIRTH_LABELS[i][BIRTH_LABELS[i].len() - 1] - b'a');
+            let last = BIRTH_LABELS[i][BIRTH_LABELS[i].len() - 1];
+            table[last as usize] |= 1;
+            table[last.to_ascii_uppercase() as usize] |= 1;
             i += 1;
         }
-        bits
+        table
     };
-    // First, without branches, the word ends whose last letter some label ends in.
+    // The last two bytes of the labels, each pair once.
+    const LAST_PAIRS: [[u8; 2]; 8] = {
+        let mut pairs = [[0; 2]; 8];
+        let (mut n, mut i) = (0, 0);
+        while i < BIRTH_LABELS.len() {
+            let label = BIRTH_LABELS[i];
+            let pair = [label[label.len() - 2], label[label.len() - 1]];
+            let mut k = 0;
+            while k < n && (pairs[k][0] != pair[0] || pairs[k][1] != pair[1]) {
+                k += 1;
+            }
+            if k == n {
+                pairs[n] = pair;
+                n += 1;
+            }
+            i += 1;
+        }
+        assert!(
+            n == pairs.len(),
+            "one slot per pair of bytes a label ends in"
+        );
+        pairs
+    };
+    // The labels (as bits) ending in each letter, by its place in the alphabet.
+    const ENDING_IN: [u16; 32] = {
+        let mut table = [0; 32];
+        let mut i = 0;
+        while i < BIRTH_LABELS.len() {
+            table[(BIRTH_LABELS[i][BIRTH_LABELS[i].len() - 1] & 31) as usize] |= 1 << i;
+            i += 1;
+        }
+        table
+    };
+    // First, without branches, the word ends whose last letter some label ends in: bit
+    // `k` for the end `first + k`.
     let first = date.saturating_sub(19).max(2);
-    let mut ends = 0u32;
-    for (k, end) in (first..date).enumerate() {
-        let last = text[end - 1];
-        let ends_in = LAST_LETTERS >> ((last | 0x20).wrapping_sub(b'a') & 31) & 1 != 0;
-        let word_end = last.is_ascii_alphabetic() & !is_word_byte(text[end]);
-        ends |= u32::from(ends_in & word_end) << k;
+    if date <= first {
+        return false;
     }
+    let mut ends = match marks::label_ends(text, date, &LAST_PAIRS) {
+        Some(ends) => ends >> (first + 32 - date),
+        None => {
+            let mut ends = 0u32;
+            let mut last = BYTES[usize::from(text[first - 1])];
+            for (k, &b) in text[first..date].iter().enumerate() {
+                let here = BYTES[usize::from(b)];
+                ends |= u32::from(last & !here >> 1 & 1) << k;
+                last = here;
+            }
+            ends
+        }
+    };
     while ends != 0 {
         let end = first + ends.trailing_zeros() as usize;
         ends &= ends - 1;
         let last = text[end - 1] | 0x20;
-        let labelled = BIRTH_LABELS.iter().any(|label| {
+        let mut labels = ENDING_IN[usize::from(last & 31)];
+        let labelled = std::iter::from_fn(|| {
+            let k = labels.trailing_zeros() as usize;
+            labels &= labels.wrapping_sub(1);
+            BIRTH_LABELS.get(k)
+        })
+        .any(|label| {
             // The last two bytes first (`| 0x20` lowercases a letter and keeps a dot).
             let n = label.len();
             let start = end.wrapping_sub(n);
@@ -1330,7 +1404,7 @@ fn date_at(text: &[u8]) -> bool {
     let ends = |n: usize| text.get(n).is_none_or(|b| !b.is_ascii_digit());
     let valid = |y: u32, m: u32, d: u32| {
         let days = match m {
-            2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+            2 if y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)) => 29,
             2 => 28,
             4 | 6 | 9 | 11 => 30,
             1..=12 => 31,
@@ -1358,7 +1432,7 @@ fn ean13_valid(digits: &[u8]) -> bool {
         .enumerate()
         .map(|(i, &d)| u32::from(d) * if i % 2 == 1 { 3 } else { 1 })
         .sum();
-    digits.len() == 13 && sum % 10 == 0
+    digits.len() == 13 && sum.is_multiple_of(10)
 }
 
 pub fn luhn_valid(digits: &[u8]) -> bool {
@@ -1380,7 +1454,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
@@ -1887,9 +1961,10 @@ mod tests {
         IBAN GB82 WEST 1234 5698 7654 32, ssn 123-45-6789, call +44 20 7946 0018, \
         +1 212-555-0199 or (212) 555-0123 or 212-555-0124, DOB 31/12/1990, the patient. ";
 
-    #[test]
-    fn random_text_gives_the_same_result_whatever_the_reads() {
-        use rand::{Rng, SeedableRng};
+    /// Text of about `len` bytes made of pieces of every detector's matches and near
+    /// misses, keywords in mixed case, punctuation and bytes beyond ASCII.
+    fn random_text(rng: &mut rand::rngs::StdRng, len: usize) -> Vec<u8> {
+        use rand::Rng;
         let pieces: &[&[u8]] = &[
             b" ",
             b"  ",
@@ -1929,7 +2004,20 @@ mod tests {
             b"\xc3\xa9",
             b"\xe6\x97\xa5",
             b"\xff",
+            b"PaTiEnt",
+            b"client data",
+            b"Client  Data",
         ];
+        let mut data = Vec::new();
+        while data.len() < len {
+            data.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
+        }
+        data
+    }
+
+    #[test]
+    fn random_text_gives_the_same_result_whatever_the_reads() {
+        use rand::{Rng, SeedableRng};
         let c = Classifier::new(&ClassifyConfig {
             sensitive_keywords: vec!["never-there".into()],
             personal_keywords: vec!["patient".into()],
@@ -1943,10 +2031,7 @@ mod tests {
                 0 => 3 * CHUNK,
                 _ => rng.gen_range(0..20_000),
             };
-            let mut data = Vec::new();
-            while data.len() < len {
-                data.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
-            }
+            let data = random_text(&mut rng, len);
             let whole = c.classify(&data[..]).unwrap();
             for step in [1, 3, 64, 1000, 4093, CHUNK] {
                 if step < 64 && data.len() > CHUNK {
@@ -1955,6 +2040,87 @@ mod tests {
                 let got = c.classify(Trickle { data: &data, step }).unwrap();
                 assert_eq!(got, whole, "round {round}, reads of {step} bytes");
             }
+        }
+    }
+
+    #[test]
+    fn every_instruction_level_gives_the_same_result() {
+        use rand::{Rng, SeedableRng};
+        let few = ClassifyConfig {
+            sensitive_keywords: vec!["never-there".into()],
+            personal_keywords: vec!["patient".into(), "client data".into()],
+            pattern: vec![pattern_config(EMPLOYEE_ID, 256)],
+            ..ClassifyConfig::default()
+        };
+        // More keywords than the vector pass probes: they are searched for apart.
+        let many = ClassifyConfig {
+            personal_keywords: (0..12)
+                .map(|k| format!("word{k}"))
+                .chain(["patient".into()])
+                .collect(),
+            ..few.clone()
+        };
+        let sensitive = ClassifyConfig {
+            sensitive_keywords: vec!["client data".into()],
+            ..few.clone()
+        };
+        let levels = Level::available();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for cfg in [few, many, sensitive] {
+            let classifiers: Vec<_> = levels
+                .iter()
+                .map(|&level| Classifier::on(&cfg, level).unwrap())
+                .collect();
+            for round in 0..30 {
+                let len = match round % 10 {
+                    0 => CHUNK + 5_000,
+                    _ => rng.gen_range(0..20_000),
+                };
+                let data = random_text(&mut rng, len);
+                let want = classifiers[0].classify(&data[..]).unwrap();
+                for (c, level) in classifiers.iter().zip(&levels).skip(1) {
+                    let got = c
+                        .classify(Trickle {
+                            data: &data,
+                            step: 4093,
+                        })
+                        .unwrap();
+                    assert_eq!(
+                        got,
+                        want,
+                        "{} against portable, round {round}",
+                        level.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_date_at_the_very_start_is_looked_at_without_a_label() {
+        // Dates with no byte before them, and dates of birth whose label is near the start
+        // (looked for byte by byte) or further in (looked for 32 bytes at a time).
+        for (text, births) in [
+            ("2026-12-05T10:00:00Z INFO started", 0),
+            ("1984-03-17", 0),
+            ("12/03/1984 was a Monday", 0),
+            ("DOB 12/03/1984", 1),
+            ("Date of birth: 1984-03-17", 1),
+            (
+                "The form was filled in on Tuesday. Date of birth: 1984-03-17",
+                1,
+            ),
+            (
+                "The form was filled in on Tuesday, and then: born 17/03/1984",
+                1,
+            ),
+            (
+                "The form was filled in on Tuesday, and then: stubborn 17/03/1984",
+                0,
+            ),
+        ] {
+            let got = classify(text).detectors.get("date-of-birth").copied();
+            assert_eq!(got.unwrap_or(0), births, "{text}");
         }
     }
 
