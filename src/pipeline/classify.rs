@@ -1332,11 +1332,14 @@ fn written_date_before(text: &[u8], year: usize) -> Option<usize> {
     if text.get(year + 4).is_some_and(u8::is_ascii_digit) {
         return None;
     }
-    // The words before the year, last first, with where each starts.
+    // The words before the year, last first, with where each starts: up to four, from
+    // the 32 bytes before it.
     let from = year.saturating_sub(32);
-    let mut words: Vec<(usize, &[u8])> = Vec::with_capacity(4);
+    let mut found = [(0, &text[..0]); 4];
+    let mut n = 0;
     let mut end = year;
-    while words.len() < 4 {
+    // Two words make a date, unless the nearest is the `de` of `17 de marzo de 1984`.
+    while n < 2 || (n < found.len() && found[0].1.eq_ignore_ascii_case(b"de")) {
         while end > from && matches!(text[end - 1], b' ' | b',') {
             end -= 1;
         }
@@ -1347,26 +1350,44 @@ fn written_date_before(text: &[u8], year: usize) -> Option<usize> {
         if start == end || (start == from && from > 0) {
             break;
         }
-        words.push((start, &text[start..end]));
+        found[n] = (start, &text[start..end]);
+        n += 1;
         end = start;
     }
+    let words = &found[..n];
+    // Without the dots after it: `Mar.`, `17.`.
+    let bare = |w: &[u8]| -> usize { w.iter().rposition(|&b| b != b'.').map_or(0, |i| i + 1) };
     let month = |w: &[u8]| -> Option<u32> {
-        let w = std::str::from_utf8(w)
-            .ok()?
-            .trim_end_matches('.')
-            .to_lowercase();
-        MONTHS.iter().find(|(name, _)| *name == w).map(|(_, n)| *n)
+        let w = &w[..bare(w)];
+        // Month names start with a letter and are 3 to 10 bytes long.
+        if !(3..=10).contains(&w.len()) || !w[0].is_ascii_alphabetic() {
+            return None;
+        }
+        let mut lower = [0u8; 16];
+        let lower = lowercase_latin(w, &mut lower)?;
+        // The first byte and the length turn most words away before any comparison.
+        MONTHS
+            .iter()
+            .find(|(name, _)| {
+                let name = name.as_bytes();
+                name.len() == lower.len() && name[0] == lower[0] && name == lower
+            })
+            .map(|(_, n)| *n)
     };
     let day = |w: &[u8]| -> Option<u32> {
-        let w = std::str::from_utf8(w).ok()?.to_ascii_lowercase();
-        let w = w.trim_end_matches('.');
-        let w = ["st", "nd", "rd", "th"]
+        let w = &w[..bare(w)];
+        let digits = w.iter().take_while(|b| b.is_ascii_digit()).count();
+        let suffix = &w[digits..];
+        let ordinal = [&b"st"[..], b"nd", b"rd", b"th"]
             .iter()
-            .find_map(|s| w.strip_suffix(s))
-            .unwrap_or(w);
-        (1..=2).contains(&w.len()).then(|| w.parse().ok()).flatten()
+            .any(|s| suffix.eq_ignore_ascii_case(s));
+        ((1..=2).contains(&digits) && (suffix.is_empty() || ordinal)).then(|| {
+            w[..digits]
+                .iter()
+                .fold(0, |acc, &d| acc * 10 + u32::from(d - b'0'))
+        })
     };
-    let (start, m, d) = match words.as_slice() {
+    let (start, m, d) = match words {
         // `17 de marzo de 1984`
         [(_, de2), (_, m), (_, de1), (at, d), ..]
             if de1.eq_ignore_ascii_case(b"de") && de2.eq_ignore_ascii_case(b"de") =>
@@ -1374,7 +1395,7 @@ fn written_date_before(text: &[u8], year: usize) -> Option<usize> {
             (*at, month(m)?, day(d)?)
         }
         // `March 17, 1984`
-        [(_, d), (at, m), ..] if month(m).is_some() && day(d).is_some() => {
+        [(_, d), (at, m), ..] if day(d).is_some() && month(m).is_some() => {
             (*at, month(m)?, day(d)?)
         }
         // `17 March 1984`
@@ -1388,6 +1409,23 @@ fn written_date_before(text: &[u8], year: usize) -> Option<usize> {
         _ => 31,
     };
     (1..=days).contains(&d).then_some(start)
+}
+
+/// `word` lowercased into `buf`, if it fits: ASCII letters, and the Latin-1 capitals
+/// (`É`, `Ä`, `Û`, ...) that month names are written with. Other bytes are kept.
+fn lowercase_latin<'b>(word: &[u8], buf: &'b mut [u8; 16]) -> Option<&'b [u8]> {
+    let out = buf.get_mut(..word.len())?;
+    for (k, (o, &b)) in out.iter_mut().zip(word).enumerate() {
+        // In UTF-8, À to Þ (less ×) are 0xC3 then 0x80 to 0x9E; their small letters are
+        // 0x20 further on.
+        let capital = k > 0 && word[k - 1] == 0xc3 && (0x80..=0x9e).contains(&b) && b != 0x97;
+        *o = if capital {
+            b + 0x20
+        } else {
+            b.to_ascii_lowercase()
+        };
+    }
+    Some(out)
 }
 
 /// Whether `text` starts with a valid date written YYYY-MM-DD, DD/MM/YYYY, MM/DD/YYYY or
@@ -2188,6 +2226,13 @@ mod tests {
             ("Date de naissance : 12 février 1990", Personal),
             ("Fecha de nacimiento: 14 de febrero de 1988", Personal),
             ("D.O.B.: 17/03/1984", Personal),
+            // Capitals, accented ones too, abbreviations with their dot, ordinals.
+            ("GEBURTSDATUM: 3. MÄRZ 1975", Personal),
+            ("DATE DE NAISSANCE : 12 FÉVRIER 1990", Personal),
+            ("DOB: Aug. 3RD, 1984", Personal),
+            ("born 17.. March.. 1984", Personal),
+            ("born 117 March 1984", General),
+            ("born 3x March 1984", General),
             // A month name and a year without a label, or a date that does not exist.
             ("In March 2023 we shipped 17 items.", General),
             ("Released 17 March 1984 to stores.", General),

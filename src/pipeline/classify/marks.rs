@@ -348,8 +348,9 @@ mod imp {
             let mut starts = 0;
             for &(first, first_fold, last, last_fold, span) in keys {
                 let head = _mm512_cmpeq_epi8_mask(_mm512_or_si512(b0, first_fold), first);
-                let tail = _mm512_cmpeq_epi8_mask(_mm512_or_si512(load(span), last_fold), last);
-                starts |= head & tail;
+                // The last byte compared only where the first matched.
+                let tail = _mm512_or_si512(load(span), last_fold);
+                starts |= _mm512_mask_cmpeq_epi8_mask(head, tail, last);
             }
             out.push(Marks { anchors, starts });
         }
