@@ -4,7 +4,8 @@
 //! - "mixed": every other line holds numbers, and every eighth an e-mail address and a
 //!   phone number, with dates, log lines, code and three languages in between: the hard
 //!   case, each number a place where detectors must look;
-//! - "prose": sentences without numbers, as in letters and reports.
+//! - "prose": sentences as in letters and reports, one in three with a date, a room or an
+//!   amount.
 //!
 //! Each is read once to warm the page cache, then, on one core, five rounds each time
 //! reading it, classifying it with the default keywords, and classifying it as the
@@ -36,8 +37,11 @@ const PROSE: &[&str] = &[
     "The quarterly report was sent to the board on Tuesday afternoon.\n",
     "Please find attached the minutes of the meeting and the revised budget.\n",
     "Le rapport final sera disponible la semaine prochaine pour tous les membres.\n",
+    "The next meeting is on 12 March 2027 in room 204, from ten until noon.\n",
     "We thank everyone who took part in the survey for their time and candour.\n",
     "Die Sitzung wurde verschoben; bitte bringen Sie die Unterlagen mit.\n",
+    "Travel costs came to 1,250 euros, a little under the 1,400 planned.\n",
+    "Questions about the agenda may be sent to the secretary before Friday.\n",
 ];
 
 const ROUNDS: usize = 5;
@@ -75,6 +79,7 @@ fn main() {
 
 /// Writes `lines`, taken seven apart in turn, to `path` until `size` bytes; returns how many.
 fn write_text(path: &Path, lines: &[&str], size: usize) -> usize {
+    assert_ne!(lines.len() % 7, 0, "seven apart must reach every line");
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
     let (mut written, mut i) = (0, 0);
     while written < size {
