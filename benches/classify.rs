@@ -4,7 +4,7 @@
 //! - "mixed": every other line holds numbers, and every eighth an e-mail address and a
 //!   phone number, with dates, log lines, code and three languages in between: the hard
 //!   case, each number a place where detectors must look;
-//! - "prose": sentences as in letters and reports, one in three with a date, a room or an
+//! - "prose": sentences as in letters and reports, one in four with a date, a room or an
 //!   amount.
 //!
 //! Each is read once to warm the page cache, then, on one core, five rounds each time
