@@ -251,6 +251,32 @@ fn the_time_cap_marks_a_file_partial() {
 }
 
 #[test]
+fn every_encoding_is_marked_partial_at_any_byte_cap_never_failed() {
+    let text = "Caf\u{e9} cr\u{e8}me, na\u{ef}ve fa\u{e7}ade, \u{fc}ber Stra\u{df}e. ".repeat(3);
+    let latin1: Vec<u8> = text.chars().map(|c| c as u8).collect();
+    let samples = [
+        ("utf-8", text.as_bytes().to_vec()),
+        ("latin-1", latin1),
+        ("utf-16le", utf16(&text, false, true)),
+        ("utf-16be", utf16(&text, true, true)),
+    ];
+    // The cap counts the text as UTF-8, whatever the file's encoding.
+    let decoded = text.len() as u64;
+    for (what, bytes) in samples {
+        for cap in 1..=decoded + 2 {
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(&bytes).unwrap();
+            let e = examine(&classifier(), &file, &limits(cap))
+                .unwrap_or_else(|err| panic!("{what}, cap {cap}: {err}"));
+            assert_eq!(e.partial.is_some(), cap < decoded, "{what}, cap {cap}");
+            if e.partial.is_some() {
+                assert_eq!(e.classification.class, Class::Personal, "{what}, cap {cap}");
+            }
+        }
+    }
+}
+
+#[test]
 fn text_exactly_at_the_byte_cap_is_complete() {
     let text = b"nothing to see";
     let e = examine_bytes(text, &limits(text.len() as u64));

@@ -30,7 +30,7 @@ pub fn decoder<'a, R: Read + 'a>(mut reader: R) -> io::Result<(Box<dyn Read + 'a
         Encoding::Utf8 | Encoding::Binary => Box::new(rest),
         Encoding::Utf16Le => Box::new(Utf16::new(rest, false)),
         Encoding::Utf16Be => Box::new(Utf16::new(rest, true)),
-        Encoding::Latin1 => Box::new(Latin1(rest)),
+        Encoding::Latin1 => Box::new(Latin1::new(rest)),
     };
     Ok((decoded, encoding))
 }
@@ -99,19 +99,46 @@ pub fn sniff(head: &[u8]) -> (Encoding, usize) {
     }
 }
 
-/// Latin-1 to UTF-8: each byte is the code point of the same value.
-struct Latin1<R>(R);
+/// Latin-1 to UTF-8: each byte is the code point of the same value. A byte can become two,
+/// so what a small read cannot take is kept for the next one.
+struct Latin1<R> {
+    inner: R,
+    raw: Vec<u8>,
+    /// Decoded UTF-8 not yet handed out.
+    out: Vec<u8>,
+    out_pos: usize,
+}
+
+impl<R: Read> Latin1<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            raw: vec![0; 8192],
+            out: Vec::with_capacity(2 * 8192),
+            out_pos: 0,
+        }
+    }
+}
 
 impl<R: Read> Read for Latin1<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.len() < 2 {
-            return Err(io::Error::other(
-                "Latin-1 decoding needs room for two bytes",
-            ));
+        if buf.is_empty() {
+            return Ok(0);
         }
-        let mut raw = vec![0u8; buf.len() / 2];
-        let n = self.0.read(&mut raw)?;
-        Ok(latin1_into(&raw[..n], buf))
+        while self.out_pos == self.out.len() {
+            let n = self.inner.read(&mut self.raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.out.resize(2 * n, 0);
+            let len = latin1_into(&self.raw[..n], &mut self.out);
+            self.out.truncate(len);
+            self.out_pos = 0;
+        }
+        let n = buf.len().min(self.out.len() - self.out_pos);
+        buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+        self.out_pos += n;
+        Ok(n)
     }
 }
 
