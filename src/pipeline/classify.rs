@@ -1224,7 +1224,7 @@ fn birth_label_before(text: &[u8], date: usize) -> bool {
     while ends != 0 {
         let end = first + ends.trailing_zeros() as usize;
         ends &= ends - 1;
-        let last = text[end - 1] | 0x20;
+        let last = text[end - 1].to_ascii_lowercase();
         let mut labels = ENDING_IN[usize::from(last & 31)];
         let labelled = std::iter::from_fn(|| {
             let k = labels.trailing_zeros() as usize;
@@ -1232,11 +1232,11 @@ fn birth_label_before(text: &[u8], date: usize) -> bool {
             BIRTH_LABELS.get(k)
         })
         .any(|label| {
-            // The last two bytes first (`| 0x20` lowercases a letter and keeps a dot).
+            // The last two bytes first.
             let n = label.len();
             let start = end.wrapping_sub(n);
             label[n - 1] == last
-                && label[n - 2] == text[end - 2] | 0x20
+                && label[n - 2] == text[end - 2].to_ascii_lowercase()
                 && n <= end
                 && text[start..end - 2].eq_ignore_ascii_case(&label[..n - 2])
                 && !word_char_before(text, start)
@@ -1249,13 +1249,17 @@ fn birth_label_before(text: &[u8], date: usize) -> bool {
 }
 
 /// Whether the four digits at `text[i]` may be the year of a date written with its month's
-/// name: 1900 to 2099, after a space or a comma and a space.
+/// name: 1900 to 2099, after spaces or a comma (`17 March 1984`, `March 17, 1984`,
+/// `March 17,1984`) that follow a word or a dot.
 #[inline(always)]
 fn year_after_words(text: &[u8], i: usize, p: Option<u8>) -> bool {
     matches!(text.get(i..i + 2), Some(b"19" | b"20"))
-        && p == Some(b' ')
-        && byte_before(text, i, 2)
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b',' || b == b'.')
+        && matches!(p, Some(b' ' | b','))
+        && text[i.saturating_sub(8)..i]
+            .iter()
+            .rev()
+            .find(|b| !matches!(b, b' ' | b','))
+            .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'.' || !b.is_ascii())
 }
 
 /// Month names (English, German, French, Spanish; full and common abbreviations), lowercase,
@@ -2226,12 +2230,21 @@ mod tests {
             ("Date de naissance : 12 février 1990", Personal),
             ("Fecha de nacimiento: 14 de febrero de 1988", Personal),
             ("D.O.B.: 17/03/1984", Personal),
+            // Control bytes are no dots, though they match one once folded like letters.
+            ("D.O\x0eB 17/03/1984", General),
+            ("D\x0eO.B 17/03/1984", General),
             // Capitals, accented ones too, abbreviations with their dot, ordinals.
             ("GEBURTSDATUM: 3. MÄRZ 1975", Personal),
             ("DATE DE NAISSANCE : 12 FÉVRIER 1990", Personal),
             ("DOB: Aug. 3RD, 1984", Personal),
             ("born 17.. March.. 1984", Personal),
             ("born 117 March 1984", General),
+            // However the year is set off: a comma alone, two spaces, then an end.
+            ("Date of birth: March 17,1984", Personal),
+            ("Date of birth: March 17,1984.", Personal),
+            ("Date of birth: March 17,1984\n", Personal),
+            ("Date of birth: 17 March  1984", Personal),
+            ("Date of birth: 17  March 1984 ", Personal),
             ("born 3x March 1984", General),
             // A month name and a year without a label, or a date that does not exist.
             ("In March 2023 we shipped 17 items.", General),
