@@ -52,6 +52,7 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(if benching { 256 } else { 4 });
+    assert!(mib > 0, "the text size is in MiB and must be at least 1");
     let dir = tempfile::tempdir().expect("temp dir");
     // The default keywords: "confidential", "password", "client data".
     let classifier = Classifier::new(&ClassifyConfig::default()).expect("default classifier");

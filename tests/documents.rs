@@ -82,3 +82,37 @@ fn documents_from_real_producers_are_classified_by_their_text() {
     }
     assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
 }
+
+#[test]
+fn what_is_not_a_regular_file_is_refused_by_name_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "nothing to see\n").unwrap();
+    // No writer ever opens the FIFO: opening it to read would wait for ever.
+    let out = Command::new(env!("CARGO_BIN_EXE_backupfs"))
+        .arg("classify")
+        .args([&fifo, dir.path(), &text])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("{}: not a regular file", fifo.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}: is a directory", dir.path().display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2 of 3 files could not be classified"),
+        "{stderr}"
+    );
+    // The regular file among them is still classified.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("\"class\":\"general\""), "{stdout}");
+}

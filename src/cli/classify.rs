@@ -42,13 +42,16 @@ pub fn run(
     let limits = Limits::from(&cfg);
     let mut failed = 0;
     for path in paths {
-        let result = File::open(path)
-            .and_then(|file| {
-                if file.metadata()?.is_dir() {
-                    return Err(std::io::Error::other("is a directory"));
-                }
-                extract::examine(&classifier, &file, &limits)
+        // Told before opening: opening a FIFO would wait for a writer.
+        let result = std::fs::metadata(path)
+            .and_then(|meta| match meta.file_type() {
+                t if t.is_file() => File::open(path),
+                t if t.is_dir() => Err(std::io::Error::other("is a directory")),
+                _ => Err(std::io::Error::other(
+                    "not a regular file (a FIFO, socket or device)",
+                )),
             })
+            .and_then(|file| extract::examine(&classifier, &file, &limits))
             .with_context(|| format!("{}", path.display()));
         match result {
             Ok(examined) => {
