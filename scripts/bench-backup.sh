@@ -28,9 +28,10 @@
 # has exited after SIGTERM, once its queue was empty and nothing was in flight.
 #
 # Environment: BENCH_BACKUP_SMALL, BENCH_BACKUP_MEDIUM, BENCH_BACKUP_LARGE_MIB shrink the
-# corpus; BACKUPFS_BENCH_NO_BUILD=1 uses the existing target/release/backupfs. The tools'
-# output and the daemons' logs are kept in BENCH_BACKUP_LOGS (default
-# target/bench-backup), replaced on each run.
+# corpus; BENCH_BACKUP_WORKERS sets backupfs's pipeline.workers (default: its default);
+# BENCH_BACKUP_PEERS=0 times backupfs alone (for profiling); BACKUPFS_BENCH_NO_BUILD=1 uses
+# the existing target/release/backupfs. The tools' output and the daemons' logs are kept
+# in BENCH_BACKUP_LOGS (default target/bench-backup), replaced on each run.
 
 set -euo pipefail
 
@@ -173,6 +174,9 @@ backupfs_run() {
         -e "s|^max-stream-size = .*|max-stream-size = \"${SCAN_MAX_MIB}MiB\"|" \
         -e "s|^allowed = .*|allowed = [\"s3://backups/$prefix\"]|" \
         "$WORK/backupfs.toml" >"$conf"
+    if [[ -n ${BENCH_BACKUP_WORKERS:-} ]]; then
+        printf '[pipeline]\nworkers = %s\n' "$BENCH_BACKUP_WORKERS" >>"$conf"
+    fi
     grep -q "^dir = \"state-$prefix\"" "$conf" && grep -q "^max-stream-size = \"${SCAN_MAX_MIB}MiB\"" "$conf" || {
         bfs_err "could not write $conf"
         exit 1
@@ -238,23 +242,30 @@ export RCLONE_CONFIG_CRYPT_PASSWORD
 # speaks plain HTTP on loopback anyway. No config file is read or written.
 export RCLONE_CONFIG=/dev/null
 
+PEERS=${BENCH_BACKUP_PEERS:-1}
 echo "case 1: cold backup of the corpus"
 backupfs_run cold "$CORPUS" cold
-restic -r "s3:$BFS_S3_ENDPOINT/restic/cold" init >/dev/null
-timed cold restic restic -r "s3:$BFS_S3_ENDPOINT/restic/cold" backup "$CORPUS"
-timed cold rclone-crypt env -u AWS_CA_BUNDLE rclone copy "$CORPUS" crypt:
+if ((PEERS)); then
+    restic -r "s3:$BFS_S3_ENDPOINT/restic/cold" init >/dev/null
+    timed cold restic restic -r "s3:$BFS_S3_ENDPOINT/restic/cold" backup "$CORPUS"
+    timed cold rclone-crypt env -u AWS_CA_BUNDLE rclone copy "$CORPUS" crypt:
+fi
 
 echo "case 3: re-run with nothing changed"
 backupfs_run rerun "$CORPUS" cold
-timed rerun restic restic -r "s3:$BFS_S3_ENDPOINT/restic/cold" backup "$CORPUS"
-timed rerun rclone-crypt env -u AWS_CA_BUNDLE rclone copy "$CORPUS" crypt:
+if ((PEERS)); then
+    timed rerun restic restic -r "s3:$BFS_S3_ENDPOINT/restic/cold" backup "$CORPUS"
+    timed rerun rclone-crypt env -u AWS_CA_BUNDLE rclone copy "$CORPUS" crypt:
+fi
 
 echo "case 2: live copy"
 mkdir -p "$WORK/live" "$WORK/plain"
 backupfs_run live "$WORK/live" live "cp -r '$CORPUS/.' '$WORK/mnt/'"
-restic -r "s3:$BFS_S3_ENDPOINT/restic/live" init >/dev/null
-timed live "cp -r + restic" bash -c "cp -r '$CORPUS/.' '$WORK/plain/' &&
-    restic -r 's3:$BFS_S3_ENDPOINT/restic/live' backup '$WORK/plain'"
+if ((PEERS)); then
+    restic -r "s3:$BFS_S3_ENDPOINT/restic/live" init >/dev/null
+    timed live "cp -r + restic" bash -c "cp -r '$CORPUS/.' '$WORK/plain/' &&
+        restic -r 's3:$BFS_S3_ENDPOINT/restic/live' backup '$WORK/plain'"
+fi
 
 printf '\n%s files, %s MB; one loopback s3s-fs; %s cores\n' "$files" "$((bytes / 1000000))" "$(nproc)"
 printf '%-7s %-18s %9s %9s %10s %14s\n' case tool "wall s" "CPU s" "RSS MiB" "backupfs/this"
