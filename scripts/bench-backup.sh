@@ -235,7 +235,10 @@ export RCLONE_CONFIG_S3_ENDPOINT=$BFS_S3_ENDPOINT
 export RCLONE_CONFIG_S3_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 export RCLONE_CONFIG_S3_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 export RCLONE_CONFIG_S3_REGION=$BFS_S3_REGION RCLONE_CONFIG_S3_FORCE_PATH_STYLE=true
-export RCLONE_CONFIG_CRYPT_TYPE=crypt RCLONE_CONFIG_CRYPT_REMOTE=s3:rclone/bench
+# The crypt remote is the whole bucket: s3s-fs answers a HEAD of a key that is a
+# "directory" (rclone's check of a sub-path on start) with 500, which rclone retries for
+# 90 s on every run after the first.
+export RCLONE_CONFIG_CRYPT_TYPE=crypt RCLONE_CONFIG_CRYPT_REMOTE=s3:rclone
 RCLONE_CONFIG_CRYPT_PASSWORD=$(rclone obscure "$(head -c 18 /dev/urandom | base64)")
 export RCLONE_CONFIG_CRYPT_PASSWORD
 # rclone's S3 client refuses a custom CA bundle (some machines set one); the server here
