@@ -266,6 +266,17 @@ fn word_char_before(text: &[u8], i: usize) -> bool {
         .is_some_and(is_word_char)
 }
 
+/// At least `len` bytes of `pieces` picked at random: text for the tests to classify.
+#[cfg(test)]
+fn text_from_pieces(rng: &mut rand::rngs::StdRng, pieces: &[&[u8]], len: usize) -> Vec<u8> {
+    use rand::Rng;
+    let mut data = Vec::new();
+    while data.len() < len {
+        data.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
+    }
+    data
+}
+
 /// The instructions the scan's first look at each read runs on this CPU: `avx512bw`,
 /// `avx2` or `portable`.
 pub fn instructions() -> &'static str {
@@ -2006,7 +2017,6 @@ mod tests {
     /// Text of about `len` bytes made of pieces of every detector's matches and near
     /// misses, keywords in mixed case, punctuation and bytes beyond ASCII.
     fn random_text(rng: &mut rand::rngs::StdRng, len: usize) -> Vec<u8> {
-        use rand::Rng;
         let pieces: &[&[u8]] = &[
             b" ",
             b"  ",
@@ -2050,11 +2060,7 @@ mod tests {
             b"client data",
             b"Client  Data",
         ];
-        let mut data = Vec::new();
-        while data.len() < len {
-            data.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
-        }
-        data
+        text_from_pieces(rng, pieces, len)
     }
 
     #[test]

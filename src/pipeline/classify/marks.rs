@@ -501,11 +501,7 @@ mod tests {
             b"birth",
             b"born",
         ];
-        let mut data = Vec::new();
-        while data.len() < len {
-            data.extend_from_slice(PIECES[rng.gen_range(0..PIECES.len())]);
-        }
-        data
+        super::super::text_from_pieces(rng, PIECES, len)
     }
 
     #[test]
