@@ -1,7 +1,8 @@
 //! The scan's first look at a window: the bytes a detector may be anchored on, and where a
-//! keyword may start, as bits, one `u64` per block of 64 bytes. Where the CPU has AVX2 both
-//! come from one pass 32 bytes at a time, straight from the bytes read; otherwise a
-//! portable pass marks the anchors and the keywords are left to the caller.
+//! keyword may start, as bits, one `u64` per block of 64 bytes. Where the CPU has AVX-512BW
+//! (64 bytes per instruction) or AVX2 (32), both come from one pass straight over the bytes
+//! read; otherwise a portable pass marks the anchors and the keywords are left to the
+//! caller. The level is chosen at run time.
 //!
 //! A keyword may start at a byte when its first and last bytes are where it puts them, each
 //! compared with ASCII case folded when it is a letter. That lets through few positions
@@ -162,7 +163,7 @@ impl Marker {
 /// a `+` before a digit, or the first digit of a run of three or more, of two before `/` or
 /// `.` (a date), of two after an uppercase letter (an IBAN's check digits), or of a
 /// leading-zero group of two before a space (a national phone number). The vector pass
-/// computes the same, 32 bytes at a time.
+/// computes the same, 32 or 64 bytes at a time.
 #[inline(always)]
 fn anchor_at(b: [u8; 4]) -> bool {
     let digit = |x: u8| x.wrapping_sub(b'0') < 10;
