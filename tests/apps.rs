@@ -673,9 +673,18 @@ fn concurrent_appends(passthrough: &'static str) {
         .map(|w| (0..2000).map(|i| append_line(*w, i)).collect())
         .collect();
 
+    // The appenders start together when the gate's write end is closed everywhere. Another
+    // test forking its own appenders meanwhile would hand them this gate too, and each
+    // test's appenders would wait for the other's: so one test at a time opens a gate and
+    // forks. Close-on-exec keeps it from the servers other tests spawn meanwhile.
+    static FORKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let forking = FORKING.lock().unwrap_or_else(|e| e.into_inner());
     let mut gate = [0i32; 2];
-    // SAFETY: `gate` has room for the two descriptors pipe(2) fills in.
-    assert_eq!(unsafe { libc::pipe(gate.as_mut_ptr()) }, 0);
+    // SAFETY: `gate` has room for the two descriptors pipe2(2) fills in.
+    assert_eq!(
+        unsafe { libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) },
+        0
+    );
     let pids: Vec<_> = lines
         .iter()
         .map(|l| fork_appender(&c_path, l, gate))
@@ -685,6 +694,7 @@ fn concurrent_appends(passthrough: &'static str) {
         libc::close(gate[0]);
         libc::close(gate[1]);
     }
+    drop(forking);
     for pid in pids {
         let mut status = 0;
         // SAFETY: waiting for a child we forked.
