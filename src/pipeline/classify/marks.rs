@@ -34,7 +34,8 @@ struct Probe {
 }
 
 /// The instructions a [`Marker`] runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Ordered from the fewest instructions to the most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Level {
     Portable,
     Avx2,
@@ -69,12 +70,6 @@ impl Level {
             Level::Avx2 => "avx2",
             Level::Avx512 => "avx512bw",
         }
-    }
-}
-
-impl PartialOrd for Level {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some((*self as u8).cmp(&(*other as u8)))
     }
 }
 
