@@ -417,8 +417,9 @@ impl ClassesConfig {
 pub struct ScanConfig {
     /// `unix:/path/to/socket` or `tcp:host:port`.
     pub clamd: String,
-    /// Largest stream sent to clamd; must not exceed clamd's `StreamMaxLength`. A larger
-    /// file is recorded as "not scanned" and never uploaded.
+    /// Largest file clamd is asked to scan; must not exceed clamd's `MaxFileSize` (nor its
+    /// `StreamMaxLength` over TCP). A larger file is recorded as "not scanned" and never
+    /// uploaded.
     pub max_stream_size: ByteSize,
 }
 

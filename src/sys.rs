@@ -498,3 +498,78 @@ pub fn open_by_handle(
     // SAFETY: a fresh descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Sends `data` on the unix socket `sock` with `fd` attached (`SCM_RIGHTS`), so the peer
+/// receives its own descriptor of the same open file: how clamd is handed a file to scan
+/// without the bytes crossing the socket.
+pub fn send_with_fd(sock: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+    // Room for one control message carrying one descriptor, aligned as `cmsghdr` needs.
+    let mut control = [0u64; 4];
+    // SAFETY: CMSG_SPACE and CMSG_LEN are pure arithmetic.
+    let (space, len) = unsafe {
+        let n = std::mem::size_of::<RawFd>() as u32;
+        (libc::CMSG_SPACE(n) as usize, libc::CMSG_LEN(n) as usize)
+    };
+    assert!(space <= std::mem::size_of_val(&control));
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the sendmsg call,
+    // and the control message written lies within `control` (checked above).
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = len as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd.as_raw_fd());
+        loop {
+            let n = libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL);
+            if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break n;
+            }
+        }
+    };
+    match sent {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n if (n as usize) < data.len() => Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "the socket took only part of the message",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Receives what [`send_with_fd`] sent: the bytes into `buf`, and the descriptor if one came.
+#[cfg(test)]
+pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut control = [0u64; 4];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as in send_with_fd; the kernel writes at most msg_controllen bytes of control
+    // data, and a descriptor it passed is ours to own.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        let fd = (!cmsg.is_null()
+            && (*cmsg).cmsg_level == libc::SOL_SOCKET
+            && (*cmsg).cmsg_type == libc::SCM_RIGHTS)
+            .then(|| OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast())));
+        Ok((n as usize, fd))
+    }
+}

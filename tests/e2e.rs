@@ -341,15 +341,18 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// clamd is handed the open file; one over its MaxFileSize is one it did not scan.
 #[test]
-fn streams_clamd_cuts_off_are_not_scanned_never_clean() {
+fn files_over_clamds_own_limits_are_not_scanned_never_clean() {
     let stack = Stack::with(Options {
-        clamd_stream_max: "1M",
+        clamd_max_size: "1M",
         ..Options::default()
     });
     stack.put_file("large.bin", &noise(3 << 20, 7));
     let record = stack.wait_audit("large.bin");
     assert_eq!(record["outcome"], "not-scanned", "{record}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("Heuristics.Limits.Exceeded"), "{record}");
     assert!(stack.objects().is_empty());
     assert_eq!(
         stack.metric("backupfs_files_total{outcome=\"not-scanned\"}"),

@@ -351,6 +351,8 @@ bfs_start_clamd() {
         echo "StreamMaxLength ${BFS_CLAMD_STREAM_MAX:-64M}"
         echo "MaxScanSize ${BFS_CLAMD_SCAN_MAX:-256M}"
         echo "MaxFileSize ${BFS_CLAMD_SCAN_MAX:-256M}"
+        # A file over a limit is reported, so backupfs records it as not scanned.
+        echo "AlertExceedsMax yes"
         echo "MaxThreads 4"
         echo "ReadTimeout 120"
         echo "CommandReadTimeout 30"

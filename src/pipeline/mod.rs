@@ -675,7 +675,6 @@ impl Worker {
         }
 
         // 4. scan: wait for clamd rather than let anything through unscanned.
-        let fd_path = sys::proc_fd_path(file.as_fd());
         let verdict = self.timed("scan", &job, || {
             let watch = Watch {
                 up: &s.metrics.clamd_up,
@@ -683,7 +682,7 @@ impl Worker {
             };
             self.retry("scan", &job, Some(watch), || {
                 s.scanner
-                    .scan(&fd_path, reading.size)
+                    .scan(&file, reading.size)
                     .map_err(|e| Attempt::Retry(e.to_string()))
             })
         })?;

@@ -4,15 +4,18 @@
 //! "not scanned", never clean. clamd being unreachable is an error of its own, so the caller
 //! can wait and retry instead of deciding anything about the file.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use clamav_client::{Socket, Tcp};
+use clamav_client::Tcp;
 
 use crate::config::ClamdAddress;
+use crate::sys;
 
 /// Send the file in 1 MiB chunks; the crate's default of 4 KiB halves throughput.
 const CHUNK: usize = 1 << 20;
@@ -96,22 +99,20 @@ impl Scanner {
         }
     }
 
-    /// Streams the file at `path` (for the pipeline, a `/proc/self/fd` link to the file it
-    /// holds open) to clamd.
-    pub fn scan(&self, path: &Path, size: u64) -> Result<Verdict, Unavailable> {
+    /// Scans `file` (the file the worker holds open). On a unix socket clamd is handed the
+    /// descriptor itself (`FILDES`) and reads the file in place; over TCP the bytes are
+    /// streamed (`INSTREAM`).
+    pub fn scan(&self, file: &File, size: u64) -> Result<Verdict, Unavailable> {
         if size > self.max_stream_size {
             return Ok(Verdict::NotScanned(format!(
                 "size {size} bytes exceeds scan.max-stream-size ({} bytes)",
                 self.max_stream_size
             )));
         }
-        self.ping()?;
         let reply = match &self.address {
-            ClamdAddress::Unix(p) => {
-                clamav_client::scan_file(path, Socket { socket_path: p }, Some(CHUNK))
-            }
+            ClamdAddress::Unix(p) => hand_over(p, file),
             ClamdAddress::Tcp(a) => clamav_client::scan_file(
-                path,
+                sys::proc_fd_path(file.as_fd()),
                 Tcp {
                     host_address: a.as_str(),
                 },
@@ -119,21 +120,39 @@ impl Scanner {
             ),
         };
         match reply {
-            // clamd always answers a finished stream; silence means it died mid-scan.
+            // clamd always answers a request it took; silence means it died mid-scan.
             Ok(reply) if reply.iter().all(|b| *b == 0 || b.is_ascii_whitespace()) => {
                 Err(self.unavailable("clamd closed the connection without a verdict".into()))
             }
             Ok(reply) => Ok(parse_reply(&reply)),
             Err(e) => {
-                // Either clamd went away mid-stream, or it cut the stream off because the
-                // file is over one of its limits. A PING tells the two apart.
+                // Either clamd is not there (or went away mid-request), or it cut a stream
+                // off because the file is over one of its limits. A PING tells them apart.
                 self.ping()?;
                 Ok(Verdict::NotScanned(format!(
-                    "clamd closed the stream ({e}); the file may exceed its StreamMaxLength"
+                    "clamd closed the connection ({e}); the file may exceed its StreamMaxLength"
                 )))
             }
         }
     }
+}
+
+/// Sends `zFILDES` with the descriptor attached and reads clamd's reply up to its NUL.
+fn hand_over(socket: &Path, file: &File) -> io::Result<Vec<u8>> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_write_timeout(Some(PING_TIMEOUT))?;
+    stream.write_all(b"zFILDES\0")?;
+    sys::send_with_fd(stream.as_fd(), &[0], file.as_fd())?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 256];
+    while !reply.contains(&0) && reply.len() < 4096 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    Ok(reply)
 }
 
 /// How long clamd may take to answer PING (a second in unit tests).
@@ -154,15 +173,28 @@ fn exchange_ping(mut stream: impl Read + Write) -> io::Result<Vec<u8>> {
     Ok(reply)
 }
 
-/// Reads clamd's INSTREAM reply: `stream: OK`, `stream: <signature> FOUND`, or `... ERROR`.
+/// Reads clamd's reply to a scan: `<who>: OK`, `<who>: <signature> FOUND`, or `... ERROR`,
+/// where `<who>` is `stream` for INSTREAM and `fd[N]` for FILDES.
+///
+/// A file over one of clamd's own limits (size, archive depth, file count) comes back clean
+/// unless clamd's `AlertExceedsMax` is on, and then as a `Heuristics.Limits.Exceeded.*`
+/// "signature": that is a file clamd did not finish scanning, not an infected one.
 pub fn parse_reply(reply: &[u8]) -> Verdict {
     let text = String::from_utf8_lossy(reply);
     let text = text.trim_end_matches(['\0', '\n', '\r', ' ']);
-    let body = text.strip_prefix("stream:").map(str::trim);
+    let body = text
+        .split_once(": ")
+        .filter(|(who, _)| *who == "stream" || (who.starts_with("fd[") && who.ends_with(']')))
+        .map(|(_, body)| body.trim());
     match body {
         Some("OK") => Verdict::Clean,
         Some(b) if b.ends_with(" FOUND") => {
-            Verdict::Infected(b.trim_end_matches(" FOUND").trim().to_string())
+            let signature = b.trim_end_matches(" FOUND").trim();
+            if signature.starts_with("Heuristics.Limits.Exceeded") {
+                Verdict::NotScanned(format!("clamd stopped at one of its limits ({signature})"))
+            } else {
+                Verdict::Infected(signature.to_string())
+            }
         }
         _ => Verdict::NotScanned(format!("clamd replied {text:?}")),
     }
@@ -205,6 +237,28 @@ mod tests {
                 b"stream: OK but odd FOUND\0",
                 Verdict::Infected("OK but odd".into()),
             ),
+            (b"fd[12]: OK\0", Verdict::Clean),
+            (
+                b"fd[7]: BackupFS.Test.EICAR.UNOFFICIAL FOUND\0",
+                Verdict::Infected("BackupFS.Test.EICAR.UNOFFICIAL".into()),
+            ),
+            (
+                b"fd[7]: Heuristics.Limits.Exceeded.MaxFileSize FOUND\0",
+                Verdict::NotScanned(
+                    "clamd stopped at one of its limits (Heuristics.Limits.Exceeded.MaxFileSize)"
+                        .into(),
+                ),
+            ),
+            (
+                b"fd[7]: Can't open file or directory ERROR\0",
+                Verdict::NotScanned(
+                    "clamd replied \"fd[7]: Can't open file or directory ERROR\"".into(),
+                ),
+            ),
+            (
+                b"/x/y: OK\0",
+                Verdict::NotScanned("clamd replied \"/x/y: OK\"".into()),
+            ),
         ];
         for (reply, want) in cases {
             assert_eq!(
@@ -219,54 +273,125 @@ mod tests {
     #[test]
     fn oversized_files_are_not_scanned_without_contacting_clamd() {
         let s = Scanner::new(ClamdAddress::Unix("/nonexistent/clamd.sock".into()), 10);
-        let v = s.scan(Path::new("/dev/null"), 11).unwrap();
+        let null = File::open("/dev/null").unwrap();
+        let v = s.scan(&null, 11).unwrap();
         assert!(matches!(v, Verdict::NotScanned(r) if r.contains("max-stream-size")));
+    }
+
+    /// What a fake clamd does with a scan request.
+    #[derive(Clone, Copy)]
+    enum Fake {
+        /// Reads the file through the descriptor it was handed and calls it infected when
+        /// it holds `EVIL`: proof that the descriptor, not a path, reached it.
+        ReadsTheDescriptor,
+        /// Takes the request, then closes without a verdict.
+        Dies,
+        /// Takes 1 KiB of an INSTREAM stream, then cuts it off as over its limit.
+        CutsTheStream,
+    }
+
+    /// Serves `zPING` and one kind of scan request on `conn`.
+    fn serve(mut conn: impl Read + Write + AsFd, fake: Fake) {
+        let mut command = Vec::new();
+        let mut byte = [0u8; 1];
+        while conn.read_exact(&mut byte).is_ok() && byte[0] != 0 {
+            command.push(byte[0]);
+        }
+        match (&command[..], fake) {
+            (b"zPING", _) => {
+                let _ = conn.write_all(b"PONG\0");
+            }
+            (b"zFILDES", Fake::ReadsTheDescriptor) => {
+                let (_, fd) = sys::recv_with_fd(conn.as_fd(), &mut byte).unwrap();
+                let mut text = String::new();
+                File::from(fd.expect("a descriptor"))
+                    .read_to_string(&mut text)
+                    .unwrap();
+                let verdict = if text.contains("EVIL") {
+                    "Fake.Evil FOUND"
+                } else {
+                    "OK"
+                };
+                let _ = conn.write_all(format!("fd[9]: {verdict}\0").as_bytes());
+            }
+            (b"zINSTREAM", Fake::CutsTheStream) => {
+                let mut taken = vec![0u8; 1024];
+                let _ = conn.read_exact(&mut taken);
+                let _ = conn.write_all(b"INSTREAM size limit exceeded. ERROR\0");
+            }
+            (b"zFILDES", Fake::Dies) => {
+                let _ = sys::recv_with_fd(conn.as_fd(), &mut byte);
+            }
+            (other, _) => panic!("unexpected request {:?}", String::from_utf8_lossy(other)),
+        }
+    }
+
+    /// A fake clamd on a unix socket in `dir`, serving each connection as `fake` says.
+    fn fake_unix(dir: &Path, fake: Fake) -> Scanner {
+        let sock = dir.join("clamd.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                serve(conn.unwrap(), fake);
+            }
+        });
+        Scanner::new(ClamdAddress::Unix(sock), 1 << 20)
+    }
+
+    fn file_with(dir: &Path, name: &str, content: &[u8]) -> File {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        File::open(path).unwrap()
+    }
+
+    #[test]
+    fn on_a_unix_socket_clamd_is_handed_the_open_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = fake_unix(dir.path(), Fake::ReadsTheDescriptor);
+        let clean = file_with(dir.path(), "clean", b"nothing to see");
+        assert_eq!(s.scan(&clean, 14).unwrap(), Verdict::Clean);
+        let evil = file_with(dir.path(), "evil", b"some EVIL bytes");
+        assert_eq!(
+            s.scan(&evil, 15).unwrap(),
+            Verdict::Infected("Fake.Evil".into())
+        );
     }
 
     /// A clamd that answers PING but dies (closes without a word) during the scan.
     #[test]
     fn clamd_dying_mid_scan_is_retried_not_a_verdict() {
-        use std::io::{Read, Write};
         let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("clamd.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().take(3) {
-                let mut conn = conn.unwrap();
-                let mut head = [0u8; 6];
-                if conn.read_exact(&mut head).is_err() {
-                    continue;
-                }
-                if &head == b"zPING\0" {
-                    let _ = conn.write_all(b"PONG\0");
-                    continue;
-                }
-                // zINSTREAM\0: take the whole stream, then vanish without a verdict.
-                let mut rest = [0u8; 4];
-                let _ = conn.read_exact(&mut rest);
-                loop {
-                    let mut len = [0u8; 4];
-                    if conn.read_exact(&mut len).is_err() || u32::from_be_bytes(len) == 0 {
-                        break;
-                    }
-                    let mut chunk = vec![0u8; u32::from_be_bytes(len) as usize];
-                    if conn.read_exact(&mut chunk).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let file = dir.path().join("data");
-        std::fs::write(&file, b"some bytes").unwrap();
-        let s = Scanner::new(ClamdAddress::Unix(sock), 1 << 20);
+        let s = fake_unix(dir.path(), Fake::Dies);
+        let file = file_with(dir.path(), "data", b"some bytes");
         let err = s.scan(&file, 10).unwrap_err();
         assert!(err.to_string().contains("without a verdict"), "{err}");
+    }
+
+    /// Over TCP the file is streamed; a stream clamd cuts off is not scanned, never clean.
+    #[test]
+    fn a_stream_clamd_cuts_off_over_tcp_is_not_scanned() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                serve(conn.unwrap(), Fake::CutsTheStream);
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_with(dir.path(), "large", &vec![b'x'; 1 << 20]);
+        let s = Scanner::new(ClamdAddress::Tcp(address), 1 << 20);
+        let v = s.scan(&file, 1 << 20).unwrap();
+        assert!(
+            matches!(&v, Verdict::NotScanned(r) if r.contains("limit exceeded") || r.contains("StreamMaxLength")),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn unreachable_clamd_is_an_error_not_a_verdict() {
         let s = Scanner::new(ClamdAddress::Unix("/nonexistent/clamd.sock".into()), 10);
-        let err = s.scan(Path::new("/dev/null"), 0).unwrap_err();
+        let null = File::open("/dev/null").unwrap();
+        let err = s.scan(&null, 0).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/clamd.sock"), "{err}");
     }
 }

@@ -132,7 +132,7 @@ impl Clamd {
             format!(
                 "Foreground yes\nDatabaseDirectory {}\nLocalSocket {}\nTemporaryDirectory {}\n\
                  LogFile {}\nStreamMaxLength {stream_max}\nMaxScanSize {max_size}\n\
-                 MaxFileSize {max_size}\n",
+                 MaxFileSize {max_size}\nAlertExceedsMax yes\n",
                 db.display(),
                 socket.display(),
                 tmp.display(),
@@ -240,7 +240,8 @@ pub struct Options {
     pub max_file_size: &'static str,
     /// clamd's own StreamMaxLength.
     pub clamd_stream_max: &'static str,
-    /// clamd's MaxScanSize and MaxFileSize: larger streams are accepted but not scanned.
+    /// clamd's MaxScanSize and MaxFileSize. clamd runs with AlertExceedsMax, so a larger
+    /// file comes back as `Heuristics.Limits.Exceeded.*`, not clean.
     pub clamd_max_size: &'static str,
     /// `scan.max-stream-size`: what backupfs believes clamd accepts.
     pub max_stream_size: &'static str,
