@@ -811,8 +811,9 @@ impl Worker {
                 seal::SealError::Io(e) => io_failure(e),
                 other => Attempt::Give(failed("seal", other)),
             })?;
-            let out = out.into_inner().map_err(|e| io_failure(e.into_error()))?;
-            out.sync_all().map_err(io_failure)?;
+            // No fsync: the spool only carries the object to its upload, from the page
+            // cache, and a restart clears it and redoes the job from the durable queue.
+            out.into_inner().map_err(|e| io_failure(e.into_error()))?;
             Ok(input.finish().0)
         })?;
         Ok((spool, sha))
