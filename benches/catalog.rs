@@ -29,7 +29,7 @@ fn main() {
     let passphrase = b"catalog benchmark passphrase";
     let repo = Repo {
         dest: Arc::new(DirDestination::new(dir.path().to_path_buf())),
-        sealer: Sealer::new(passphrase, 3).expect("sealer"),
+        sealer: Sealer::new(passphrase, 3).expect("sealer").into(),
         gate2: Gate2::new(&[format!("file://{}", dir.path().display())]),
         layout: Layout::new("bench", "bench"),
     };

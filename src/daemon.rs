@@ -104,12 +104,16 @@ pub fn run(config_path: &Path, args: MountArgs) -> anyhow::Result<()> {
         .into();
     let condemned = Arc::new(Condemned::default());
     let passphrase_check = Arc::new(PassphraseCheck::default());
+    // One passphrase stretch serves the pipeline and the catalog.
+    let sealer = Arc::new(
+        Sealer::new(&passphrase, cfg.encrypt.zstd_level).context("cannot prepare encryption")?,
+    );
     let publisher = Publisher {
         repo: Arc::new(Repo::with_destination(
             &settings,
-            &passphrase,
+            sealer.clone(),
             destination.clone(),
-        )?),
+        )),
         state: state.clone(),
         queue: queue.clone(),
         condemned: condemned.clone(),
@@ -121,6 +125,7 @@ pub fn run(config_path: &Path, args: MountArgs) -> anyhow::Result<()> {
         &settings,
         state,
         &passphrase,
+        sealer,
         (destination, condemned, passphrase_check),
         metrics.clone(),
         blacklist,
@@ -232,6 +237,7 @@ fn build_stages(
     settings: &Settings,
     state: Arc<State>,
     passphrase: &[u8],
+    sealer: Arc<Sealer>,
     (destination, condemned, passphrase_check): (
         Arc<dyn upload::Destination>,
         Arc<Condemned>,
@@ -249,8 +255,6 @@ fn build_stages(
         .with_context(|| format!("log.quarantine-dir {}", cfg.log.quarantine_dir.display()))?;
     let audit = pipeline::audit::AuditLog::open(&cfg.log.audit)
         .with_context(|| format!("log.audit {}", cfg.log.audit.display()))?;
-    let sealer =
-        Sealer::new(passphrase, cfg.encrypt.zstd_level).context("cannot prepare encryption")?;
     let source = sys::open_beneath_root(fs.source())
         .with_context(|| format!("mount.source {}", fs.source().display()))?;
 

@@ -74,7 +74,7 @@ pub struct Stages {
     pub gate1: Gate1,
     pub scanner: Scanner,
     pub quarantine: Quarantine,
-    pub sealer: Sealer,
+    pub sealer: Arc<Sealer>,
     pub gate2: Gate2,
     pub namer: ObjectNamer,
     /// Where each class's content objects go.

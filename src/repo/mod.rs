@@ -106,7 +106,8 @@ impl Layout {
 /// A destination plus what is needed to read and write sealed records in it.
 pub struct Repo {
     pub dest: Arc<dyn Destination>,
-    pub sealer: Sealer,
+    /// Shared with the pipeline in the daemon, so the passphrase is stretched once a run.
+    pub sealer: Arc<Sealer>,
     pub gate2: Gate2,
     pub layout: Layout,
 }
@@ -119,25 +120,29 @@ impl Repo {
         rt: &tokio::runtime::Handle,
     ) -> anyhow::Result<Self> {
         let dest = upload::open(&settings.raw.destination, rt).map_err(anyhow::Error::msg)?;
-        Self::with_destination(settings, passphrase, dest.into())
+        let sealer = Sealer::new(passphrase, settings.raw.encrypt.zstd_level)
+            .context("cannot prepare encryption")?;
+        Ok(Self::with_destination(
+            settings,
+            Arc::new(sealer),
+            dest.into(),
+        ))
     }
 
     /// The repository behind a destination already open.
     pub fn with_destination(
         settings: &Settings,
-        passphrase: &[u8],
+        sealer: Arc<Sealer>,
         dest: Arc<dyn Destination>,
-    ) -> anyhow::Result<Self> {
+    ) -> Self {
         let cfg = &settings.raw;
-        let sealer =
-            Sealer::new(passphrase, cfg.encrypt.zstd_level).context("cannot prepare encryption")?;
-        Ok(Self {
+        Self {
             dest,
             sealer,
             gate2: Gate2::new(&cfg.destination.allowed),
             layout: Layout::new(cfg.destination.content_prefix(), &cfg.destination.prefix)
                 .with_routes(&cfg.class.prefixes()),
-        })
+        }
     }
 
     /// Seals `plain` and stores it under `key`, after gate 2 has checked both.

@@ -10,7 +10,7 @@ use crate::repo::Layout;
 fn repo(root: &Path) -> Repo {
     Repo {
         dest: Arc::new(DirDestination::new(root.to_path_buf())),
-        sealer: Sealer::new(b"test passphrase", 3).unwrap(),
+        sealer: Sealer::new(b"test passphrase", 3).unwrap().into(),
         gate2: Gate2::new(&[format!("file://{}", root.display())]),
         layout: Layout::new("shared", "host-a"),
     }
