@@ -166,21 +166,19 @@ pub fn run(config_path: &Path, args: MountArgs) -> anyhow::Result<()> {
     }
     let pipeline =
         Pipeline::start(stages, queue, cfg.pipeline.workers).context("cannot start the workers")?;
-    let publishing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let publisher = {
-        let stop = publishing.clone();
-        std::thread::Builder::new()
-            .name("catalog".into())
-            .spawn(move || publisher.run(&stop))
-            .context("cannot start the catalog writer")?
-    };
+    // Dropping `publishing` tells the catalog writer to flush once more and end.
+    let (publishing, stop) = crossbeam_channel::bounded::<()>(0);
+    let publisher = std::thread::Builder::new()
+        .name("catalog".into())
+        .spawn(move || publisher.run(&stop))
+        .context("cannot start the catalog writer")?;
 
     let session = match mount(&settings, &args.options, fs) {
         Ok(session) => session,
         Err(e) => {
             // Stop the workers and the catalog writer before the runtime they use goes.
             pipeline.shutdown(Duration::ZERO);
-            publishing.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(publishing);
             let _ = publisher.join();
             return Err(e);
         }
@@ -222,7 +220,7 @@ pub fn run(config_path: &Path, args: MountArgs) -> anyhow::Result<()> {
             "stopped with files still queued; they resume at the next start"
         );
     }
-    publishing.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(publishing);
     if publisher.join().is_err() {
         tracing::error!(
             "the catalog writer panicked; unwritten records are written at the next start"

@@ -101,6 +101,8 @@ pub struct Pipeline {
     /// Set when the drain time is up: jobs waiting on a retry give up (and stay queued).
     abort: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
+    /// Dropped at shutdown, which wakes the gauges thread at once.
+    stop_gauges: crossbeam_channel::Sender<()>,
 }
 
 impl Pipeline {
@@ -122,14 +124,16 @@ impl Pipeline {
                     .spawn(move || worker.run())?,
             );
         }
-        let (q, stop) = (queue.clone(), closing.clone());
+        let q = queue.clone();
+        let (stop_gauges, stopped) = crossbeam_channel::bounded::<()>(0);
         handles.push(
             std::thread::Builder::new()
                 .name("gauges".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        q.refresh_gauges();
-                        std::thread::sleep(Duration::from_millis(500));
+                .spawn(move || loop {
+                    q.refresh_gauges();
+                    match stopped.recv_timeout(Duration::from_millis(500)) {
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        _ => return,
                     }
                 })?,
         );
@@ -138,6 +142,7 @@ impl Pipeline {
             closing,
             abort,
             workers: handles,
+            stop_gauges,
         })
     }
 
@@ -159,6 +164,9 @@ impl Pipeline {
         }
         self.closing.store(true, Ordering::SeqCst);
         self.abort.store(true, Ordering::SeqCst);
+        // Idle workers and the gauges thread stop now rather than at their next poll.
+        self.queue.wake_all();
+        drop(self.stop_gauges);
         for handle in self.workers {
             let _ = handle.join();
         }

@@ -161,6 +161,12 @@ impl Queue {
     }
 
     /// Number of jobs workers hold now.
+    /// Wakes every worker waiting in [`Queue::take`], to look at its stop flag.
+    pub fn wake_all(&self) {
+        let _claimed = self.claimed();
+        self.wake.notify_all();
+    }
+
     pub fn in_flight(&self) -> usize {
         self.claimed().len()
     }

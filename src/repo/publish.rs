@@ -2,7 +2,6 @@
 //! since the last flush as a batch, tell prunes how far that goes (the host marker), pick up
 //! a prune's condemned list, and compact the catalog when batches pile up.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,8 +53,8 @@ impl Publisher {
         Ok(withdrawn)
     }
 
-    /// Runs until `stop` is set, then flushes once more.
-    pub fn run(&self, stop: &AtomicBool) {
+    /// Runs until `stop` is disconnected (its sender dropped), then flushes once more.
+    pub fn run(&self, stop: &crossbeam_channel::Receiver<()>) {
         let mut progress = Progress {
             marker: Marker {
                 prefix: self.repo.layout.host.clone(),
@@ -65,8 +64,8 @@ impl Publisher {
             marker_written: None,
             batches: None,
         };
+        let mut stopping = false;
         loop {
-            let stopping = stop.load(Ordering::SeqCst);
             if let Err(e) = self.tick(&mut progress) {
                 tracing::error!(error = %format!("{e:#}"), "cannot update the catalog in the destination; will try again");
             }
@@ -81,10 +80,10 @@ impl Publisher {
                 }
                 return;
             }
-            let started = Instant::now();
-            while started.elapsed() < self.interval && !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            stopping = !matches!(
+                stop.recv_timeout(self.interval),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout)
+            );
         }
     }
 
