@@ -22,8 +22,13 @@
 #   3. re-run with nothing changed: backupfs mounted again (its catch-up), restic backup
 #      again, rclone copy again.
 #
-# backupfs runs with its defaults: classification and the virus scan on (clamd is a
-# separate process; its CPU time is shown on its own line). Wall time, CPU time (user +
+# Before them, the floor clamd sets: a fresh clamd (no scan cache) scanning the corpus on
+# its own with clamdscan --fdpass -m, as backupfs hands it files. backupfs's cold case
+# cannot be faster than that on the same cores.
+#
+# backupfs runs with its defaults: classification and the virus scan on. clamd and the S3
+# server are separate processes; the CPU each spent during a run is shown on its own line
+# under the run. Wall time, CPU time (user +
 # system) and peak RSS come from /usr/bin/time; backupfs's wall time ends when the daemon
 # has exited after SIGTERM, once its queue was empty and nothing was in flight.
 #
@@ -129,7 +134,8 @@ keep_logs() {
     cp -- "$WORK/logs/backup_pipeline.log" "$LOGS"/ 2>/dev/null
     return 0
 }
-trap 'rc=$?; keep_logs; (exit $rc); bfs_bench_cleanup' EXIT
+FLOOR_CLAMD=""
+trap 'rc=$?; keep_logs; bfs_stop_pid "$FLOOR_CLAMD"; (exit $rc); bfs_bench_cleanup' EXIT
 
 # record CASE TOOL WALL CPU RSS_KIB
 record() {
@@ -140,7 +146,8 @@ record() {
 timed() {
     local case=$1 tool=$2
     shift 2
-    local out=$WORK/time.out start end
+    local out=$WORK/time.out start end s3_before
+    s3_before=$(cpu_of "$BFS_S3_PID")
     start=$(date +%s.%N)
     /usr/bin/time -f '%U %S %M' -o "$out" "$@" >"$WORK/$tool-$case.log" 2>&1 || {
         bfs_err "$tool ($case) failed:"
@@ -151,6 +158,7 @@ timed() {
     read -r user sys rss <"$out"
     record "$case" "$tool" "$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')" \
         "$(awk -v u="$user" -v s="$sys" 'BEGIN {print u + s}')" "$rss"
+    record_server_cpu "$case" "$s3_before"
 }
 
 metric() {
@@ -158,16 +166,34 @@ metric() {
         awk -v m="$1" '$1 == m {v = $2} END {print (v == "" ? "-1" : v)}'
 }
 
-clamd_cpu() {
-    awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$BFS_CLAMD_PID/stat"
+# cpu_of PID: the CPU seconds PID has used so far (user + system).
+cpu_of() {
+    awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"
 }
 
-# backupfs CASE SOURCE PREFIX [FEED]: mounts SOURCE, backing up to PREFIX with the state
-# directory state-PREFIX, runs FEED (a command writing into the mount) if given, waits
-# until the queue is empty and nothing is in flight, stops the daemon and records it.
+# record_server_cpu CASE S3_BEFORE [CLAMD_BEFORE]: rows for what the servers spent since.
+record_server_cpu() {
+    if [[ -n ${3:-} ]]; then
+        record "$1" "  clamd (its CPU)" "-" \
+            "$(awk -v a="$3" -v b="$(cpu_of "$BFS_CLAMD_PID")" 'BEGIN {print b - a}')" "-"
+    fi
+    record "$1" "  s3s-fs (its CPU)" "-" \
+        "$(awk -v a="$2" -v b="$(cpu_of "$BFS_S3_PID")" 'BEGIN {print b - a}')" "-"
+}
+
+# files_done: how many files the running daemon has finished, whatever the outcome.
+files_done() {
+    curl -s "http://127.0.0.1:$METRICS_PORT/metrics" |
+        awk '$1 ~ /^backupfs_files_total[{]/ {n += $2} END {printf "%d", n}'
+}
+
+# backupfs CASE SOURCE PREFIX EXPECTED [FEED]: mounts SOURCE, backing up to PREFIX with the
+# state directory state-PREFIX, runs FEED (a command writing into the mount) if given,
+# waits until EXPECTED files are done, the queue is empty and nothing is in flight, stops
+# the daemon and records it.
 backupfs_run() {
-    local case=$1 source=$2 prefix=$3 feed=${4:-}
-    local conf=$WORK/backupfs-$case.toml out=$WORK/time.out start end clamd_before
+    local case=$1 source=$2 prefix=$3 expected=$4 feed=${5:-}
+    local conf=$WORK/backupfs-$case.toml out=$WORK/time.out start end clamd_before s3_before
     sed -e "s|^source = .*|source = \"$source\"|" \
         -e "s|^prefix = .*|prefix = \"$prefix\"|" \
         -e "s|^dir = \"state\"|dir = \"state-$prefix\"|" \
@@ -181,7 +207,8 @@ backupfs_run() {
         bfs_err "could not write $conf"
         exit 1
     }
-    clamd_before=$(clamd_cpu)
+    clamd_before=$(cpu_of "$BFS_CLAMD_PID")
+    s3_before=$(cpu_of "$BFS_S3_PID")
     start=$(date +%s.%N)
     /usr/bin/time -f '%U %S %M' -o "$out" "$BIN" mount --config "$conf" \
         >>"$WORK/daemon-$case.out" 2>&1 &
@@ -208,6 +235,7 @@ backupfs_run() {
     fi
     while :; do
         sleep 0.1
+        (($(files_done) >= expected)) || continue
         [[ $(metric backupfs_catchup_running) == 0 && $(metric backupfs_queue_depth) == 0 &&
             $(metric backupfs_in_flight) == 0 ]] && break
     done
@@ -224,8 +252,7 @@ backupfs_run() {
     read -r user sys rss <"$out"
     record "$case" backupfs "$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')" \
         "$(awk -v u="$user" -v s="$sys" 'BEGIN {print u + s}')" "$rss"
-    record "$case" "  clamd (its CPU)" "-" \
-        "$(awk -v a="$clamd_before" -v b="$(clamd_cpu)" 'BEGIN {print b - a}')" "-"
+    record_server_cpu "$case" "$s3_before" "$clamd_before"
 }
 
 export RESTIC_PASSWORD
@@ -245,9 +272,29 @@ export RCLONE_CONFIG_CRYPT_PASSWORD
 # speaks plain HTTP on loopback anyway. No config file is read or written.
 export RCLONE_CONFIG=/dev/null
 
+# The floor clamd sets: a fresh clamd (nothing cached) scanning the corpus on its own, all
+# its threads busy, each file handed over as backupfs does (clamdscan --fdpass -m).
+echo "clamd alone: a fresh clamd scanning the corpus"
+main_clamd=("$BFS_CLAMD_PID" "$BFS_CLAMD_SOCKET" "$BFS_CLAMD_CONF" "$BFS_CLAMD_LOG" "${BFS_CLAMD_TCP:-}")
+bfs_start_clamd "$WORK/clamd-floor" >/dev/null
+FLOOR_CLAMD=$BFS_CLAMD_PID
+read -r BFS_CLAMD_PID BFS_CLAMD_SOCKET BFS_CLAMD_CONF BFS_CLAMD_LOG BFS_CLAMD_TCP <<<"${main_clamd[*]}"
+floor_before=$(cpu_of "$FLOOR_CLAMD")
+start=$(date +%s.%N)
+clamdscan -c "$WORK/clamd-floor/clamd.conf" --fdpass -m --no-summary "$CORPUS" \
+    >"$WORK/clamdscan-cold.log" 2>&1 || {
+    bfs_err "clamdscan failed:"
+    tail -n 20 "$WORK/clamdscan-cold.log" >&2
+    exit 1
+}
+record cold "clamd alone" "$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {print b - a}')" \
+    "$(awk -v a="$floor_before" -v b="$(cpu_of "$FLOOR_CLAMD")" 'BEGIN {print b - a}')" "-"
+bfs_stop_pid "$FLOOR_CLAMD"
+FLOOR_CLAMD=""
+
 PEERS=${BENCH_BACKUP_PEERS:-1}
 echo "case 1: cold backup of the corpus"
-backupfs_run cold "$CORPUS" cold
+backupfs_run cold "$CORPUS" cold "$files"
 if ((PEERS)); then
     restic -r "s3:$BFS_S3_ENDPOINT/restic/cold" init >/dev/null
     timed cold restic restic -r "s3:$BFS_S3_ENDPOINT/restic/cold" backup "$CORPUS"
@@ -255,7 +302,7 @@ if ((PEERS)); then
 fi
 
 echo "case 3: re-run with nothing changed"
-backupfs_run rerun "$CORPUS" cold
+backupfs_run rerun "$CORPUS" cold 0
 if ((PEERS)); then
     timed rerun restic restic -r "s3:$BFS_S3_ENDPOINT/restic/cold" backup "$CORPUS"
     timed rerun rclone-crypt env -u AWS_CA_BUNDLE rclone copy "$CORPUS" crypt:
@@ -263,7 +310,7 @@ fi
 
 echo "case 2: live copy"
 mkdir -p "$WORK/live" "$WORK/plain"
-backupfs_run live "$WORK/live" live "cp -r '$CORPUS/.' '$WORK/mnt/'"
+backupfs_run live "$WORK/live" live "$files" "cp -r '$CORPUS/.' '$WORK/mnt/'"
 if ((PEERS)); then
     restic -r "s3:$BFS_S3_ENDPOINT/restic/live" init >/dev/null
     timed live "cp -r + restic" bash -c "cp -r '$CORPUS/.' '$WORK/plain/' &&
