@@ -137,7 +137,10 @@ impl Publisher {
         Ok(())
     }
 
-    /// Writes every unpublished version; returns how many, and in how many batches.
+    /// Writes every version unpublished when it is called; returns how many, and in how
+    /// many batches. Versions recorded meanwhile wait for the next round: chasing them
+    /// while workers keep recording wrote hundreds of tiny batches a minute, and every 64
+    /// batches cost a compaction of the whole catalog.
     fn publish(&self) -> anyhow::Result<(usize, usize)> {
         let (mut records, mut batches) = (0, 0);
         loop {
@@ -156,6 +159,9 @@ impl Publisher {
             records += ids.len();
             batches += 1;
             tracing::info!(versions = rows.len(), removals = removals.len(), batch = %key, "catalog batch written");
+            if rows.len() < BATCH_ROWS && removals.len() < BATCH_ROWS {
+                return Ok((records, batches));
+            }
         }
     }
 
