@@ -272,6 +272,17 @@ fn a_long_backoff_ends_as_soon_as_clamd_is_back() {
     wait_for("a scan retry", Duration::from_secs(30), || {
         (stack.metric("backupfs_retries_total{stage=\"scan\"}") >= 1.0).then_some(())
     });
+    // The retry's log line names the file as well as the cause.
+    let retried = stack
+        .log_file()
+        .lines()
+        .find(|l| l.contains("will retry"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        retried.contains("waits.txt") && retried.contains("unreachable"),
+        "{retried:?}"
+    );
     stack.clamd.resume();
     // The next retry is due in 45-60 s; the once-a-second probe must not wait for it.
     let back = Instant::now();

@@ -477,7 +477,7 @@ impl Worker {
                         .retries
                         .with_label_values(&[stage])
                         .inc();
-                    tracing::error!(job = job.id, stage, error = %e, retry_in = ?delay, "stage failed; will retry");
+                    tracing::error!(job = job.id, path = ?job.path, stage, error = %e, retry_in = ?delay, "stage failed; will retry");
                 }
             }
             if !self.wait(delay, watch.map(|w| w.probe)) {
@@ -723,7 +723,7 @@ impl Worker {
             s.gate2.check_routed(&s.sealer, &spool.0, &url, routed_by)
         })
         .map_err(|reason| {
-            tracing::error!(job = job.id, stage = "gate2", reason = %reason, "gate 2 refused the upload");
+            tracing::error!(job = job.id, path = ?job.path, stage = "gate2", reason = %reason, "gate 2 refused the upload");
             failed("gate2", reason)
         })?;
         tracing::info!(job = job.id, stage = "gate2", destination = %url, "passed gate 2");
