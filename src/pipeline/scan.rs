@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -93,9 +94,18 @@ impl Scanner {
     }
 
     fn unavailable(&self, message: String) -> Unavailable {
+        // "Connection refused" alone reads as a clamd that is down; say so when the path
+        // is something other than a socket (a file, a directory), which no restart fixes.
+        let not_a_socket = match &self.address {
+            ClamdAddress::Unix(p) => std::fs::metadata(p)
+                .ok()
+                .filter(|m| !m.file_type().is_socket())
+                .map(|_| format!("{} is not a socket; ", p.display())),
+            ClamdAddress::Tcp(_) => None,
+        };
         Unavailable {
             address: self.address.to_string(),
-            message,
+            message: format!("{}{message}", not_a_socket.unwrap_or_default()),
         }
     }
 
@@ -218,6 +228,18 @@ mod tests {
         let gone = Scanner::new(ClamdAddress::Unix(dir.path().join("none")), 1 << 20);
         let e = gone.ping().unwrap_err().to_string();
         assert!(e.contains("unreachable") && e.contains("none"), "{e}");
+        assert!(!e.contains("not a socket"), "{e}");
+        // A path that is not a socket at all is named as such, not as a clamd that is down.
+        let file = dir.path().join("clamd.ctl");
+        std::fs::write(&file, b"").unwrap();
+        let e = Scanner::new(ClamdAddress::Unix(file.clone()), 1 << 20)
+            .ping()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("{} is not a socket", file.display())),
+            "{e}"
+        );
     }
 
     #[test]
