@@ -135,7 +135,7 @@ keep_logs() {
     return 0
 }
 FLOOR_CLAMD=""
-trap 'rc=$?; keep_logs; bfs_stop_pid "$FLOOR_CLAMD"; (exit $rc); bfs_bench_cleanup' EXIT
+trap 'rc=$?; set +e; keep_logs; bfs_stop_pid "$FLOOR_CLAMD"; (exit $rc); bfs_bench_cleanup' EXIT
 
 # record CASE TOOL WALL CPU RSS_KIB
 record() {

@@ -49,7 +49,7 @@ PY
 # The daemon's logs are kept in BENCH_CATCHUP_LOGS (default target/bench-catchup).
 LOGS=${BENCH_CATCHUP_LOGS:-$repo/target/bench-catchup}
 rm -rf -- "$LOGS" && mkdir -p "$LOGS"
-trap 'rc=$?; cp -- "$WORK/daemon.out" "$WORK/logs/backup_pipeline.log" "$LOGS"/ 2>/dev/null; (exit $rc); bfs_bench_cleanup' EXIT
+trap 'rc=$?; set +e; cp -- "$WORK/daemon.out" "$WORK/logs/backup_pipeline.log" "$LOGS"/ 2>/dev/null; (exit $rc); bfs_bench_cleanup' EXIT
 
 metric() {
     curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'
