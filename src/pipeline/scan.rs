@@ -153,6 +153,11 @@ fn hand_over(socket: &Path, file: &File) -> io::Result<Vec<u8>> {
     stream.set_write_timeout(Some(PING_TIMEOUT))?;
     stream.write_all(b"zFILDES\0")?;
     sys::send_with_fd(stream.as_fd(), &[0], file.as_fd())?;
+    read_reply(&mut stream)
+}
+
+/// Reads a clamd reply up to its terminating NUL (or the end of the stream).
+fn read_reply(stream: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut reply = Vec::new();
     let mut buf = [0u8; 256];
     while !reply.contains(&0) && reply.len() < 4096 {
@@ -171,16 +176,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 10
 /// Sends `zPING` and reads the reply up to its terminating NUL.
 fn exchange_ping(mut stream: impl Read + Write) -> io::Result<Vec<u8>> {
     stream.write_all(b"zPING\0")?;
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 64];
-    while !reply.contains(&0) && reply.len() < 1024 {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        reply.extend_from_slice(&buf[..n]);
-    }
-    Ok(reply)
+    read_reply(&mut stream)
 }
 
 /// Reads clamd's reply to a scan: `<who>: OK`, `<who>: <signature> FOUND`, or `... ERROR`,
