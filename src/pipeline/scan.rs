@@ -120,30 +120,35 @@ impl Scanner {
             )));
         }
         let reply = match &self.address {
-            ClamdAddress::Unix(p) => hand_over(p, file),
-            ClamdAddress::Tcp(a) => clamav_client::scan_file(
+            // Handing over a descriptor has no size to exceed: a failure is clamd's (gone,
+            // restarting, out of threads), and the file waits for another try.
+            ClamdAddress::Unix(p) => {
+                hand_over(p, file).map_err(|e| self.unavailable(e.to_string()))?
+            }
+            ClamdAddress::Tcp(a) => match clamav_client::scan_file(
                 sys::proc_fd_path(file.as_fd()),
                 Tcp {
                     host_address: a.as_str(),
                 },
                 Some(CHUNK),
-            ),
+            ) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    // Either clamd is not there (or went away mid-stream), or it cut the
+                    // stream off because the file is over its StreamMaxLength. A PING
+                    // tells them apart.
+                    self.ping()?;
+                    return Ok(Verdict::NotScanned(format!(
+                        "clamd closed the stream ({e}); the file may exceed its StreamMaxLength"
+                    )));
+                }
+            },
         };
-        match reply {
-            // clamd always answers a request it took; silence means it died mid-scan.
-            Ok(reply) if reply.iter().all(|b| *b == 0 || b.is_ascii_whitespace()) => {
-                Err(self.unavailable("clamd closed the connection without a verdict".into()))
-            }
-            Ok(reply) => Ok(parse_reply(&reply)),
-            Err(e) => {
-                // Either clamd is not there (or went away mid-request), or it cut a stream
-                // off because the file is over one of its limits. A PING tells them apart.
-                self.ping()?;
-                Ok(Verdict::NotScanned(format!(
-                    "clamd closed the connection ({e}); the file may exceed its StreamMaxLength"
-                )))
-            }
+        // clamd always answers a request it took; silence means it died mid-scan.
+        if reply.iter().all(|b| *b == 0 || b.is_ascii_whitespace()) {
+            return Err(self.unavailable("clamd closed the connection without a verdict".into()));
         }
+        Ok(parse_reply(&reply))
     }
 }
 
@@ -304,6 +309,8 @@ mod tests {
         ReadsTheDescriptor,
         /// Takes the request, then closes without a verdict.
         Dies,
+        /// Closes as soon as it has read the command, before the descriptor comes.
+        HangsUp,
         /// Takes 1 KiB of an INSTREAM stream, then cuts it off as over its limit.
         CutsTheStream,
     }
@@ -340,6 +347,7 @@ mod tests {
             (b"zFILDES", Fake::Dies) => {
                 let _ = sys::recv_with_fd(conn.as_fd(), &mut byte);
             }
+            (b"zFILDES", Fake::HangsUp) => {}
             (other, _) => panic!("unexpected request {:?}", String::from_utf8_lossy(other)),
         }
     }
@@ -375,14 +383,20 @@ mod tests {
         );
     }
 
-    /// A clamd that answers PING but dies (closes without a word) during the scan.
+    /// A clamd that answers PING but dies during the scan (closes without a word), or hangs
+    /// up before it has the descriptor: a scan to try again, never a file not scanned.
     #[test]
-    fn clamd_dying_mid_scan_is_retried_not_a_verdict() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = fake_unix(dir.path(), Fake::Dies);
-        let file = file_with(dir.path(), "data", b"some bytes");
-        let err = s.scan(&file, 10).unwrap_err();
-        assert!(err.to_string().contains("without a verdict"), "{err}");
+    fn clamd_failing_mid_scan_is_retried_not_a_verdict() {
+        for (fake, says) in [
+            (Fake::Dies, "without a verdict"),
+            (Fake::HangsUp, "unreachable"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = fake_unix(dir.path(), fake);
+            let file = file_with(dir.path(), "data", b"some bytes");
+            let err = s.scan(&file, 10).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
 
     /// Over TCP the file is streamed; a stream clamd cuts off is not scanned, never clean.
