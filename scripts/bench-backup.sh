@@ -44,17 +44,11 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/services.sh
 . "$repo/scripts/lib/services.sh"
 
-export AWS_EC2_METADATA_DISABLED=true
 SMALL=${BENCH_BACKUP_SMALL:-20000}
 MEDIUM=${BENCH_BACKUP_MEDIUM:-200}
 LARGE_MIB=${BENCH_BACKUP_LARGE_MIB:-256}
-BIN=$repo/target/release/backupfs
-WORK=""
-DAEMON_PID=""
-TIME_PID=""
 
-bfs_bench_traps
-bfs_bench_prepare "$repo"
+bfs_bench_begin "$repo"
 BFS_APT_PACKAGES=(restic rclone)
 bfs_ensure_packages
 echo "restic: $(restic version | head -n 1)"

@@ -20,16 +20,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/services.sh
 . "$repo/scripts/lib/services.sh"
 
-export AWS_EC2_METADATA_DISABLED=true
 FILES=${1:-100000}
-BIN=$repo/target/release/backupfs
-WORK=""
-DAEMON_PID=""
-TIME_PID=""
 
-bfs_bench_traps
-
-bfs_bench_prepare "$repo"
+bfs_bench_begin "$repo"
 
 METRICS_PORT=$(bfs_free_port)
 bfs_bench_setup catchup "127.0.0.1:$METRICS_PORT"

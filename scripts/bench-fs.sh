@@ -60,16 +60,11 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/services.sh
 . "$repo/scripts/lib/services.sh"
 
-export AWS_EC2_METADATA_DISABLED=true
 WRITE_MIB=${BENCH_FS_WRITE_MIB:-512}
 FILES=${BENCH_FS_FILES:-10000}
 REPS=${BENCH_FS_REPS:-3}
 DRAIN_TIMEOUT=${BENCH_FS_DRAIN_TIMEOUT:-600}
 MEASURE_TIMEOUT=${BENCH_FS_TIMEOUT:-600}
-BIN=$repo/target/release/backupfs
-WORK=""
-DAEMON_PID=""
-BFS_BENCH_PIDS=""
 
 for v in WRITE_MIB FILES REPS DRAIN_TIMEOUT MEASURE_TIMEOUT; do
     if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then
@@ -78,9 +73,7 @@ for v in WRITE_MIB FILES REPS DRAIN_TIMEOUT MEASURE_TIMEOUT; do
     fi
 done
 
-bfs_bench_traps
-
-bfs_bench_prepare "$repo"
+bfs_bench_begin "$repo"
 for tool in bindfs fusermount3 git python3 dd timeout; do
     if ! command -v "$tool" >/dev/null; then
         bfs_err "$tool not found (bfs_ensure_packages should have installed it)"

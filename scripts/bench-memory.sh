@@ -22,16 +22,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/services.sh
 . "$repo/scripts/lib/services.sh"
 
-export AWS_EC2_METADATA_DISABLED=true
 LARGE_MIB=${1:-1024}
-BIN=$repo/target/release/backupfs
-WORK=""
-DAEMON_PID=""
-TIME_PID=""
 
-bfs_bench_traps
-
-bfs_bench_prepare "$repo"
+bfs_bench_begin "$repo"
 
 WORK=$(mktemp -d /tmp/backupfs-bench.XXXXXX)
 # clamd must accept the whole file, or it would be "not scanned" and never uploaded.

@@ -21,15 +21,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/services.sh
 . "$repo/scripts/lib/services.sh"
 
-export AWS_EC2_METADATA_DISABLED=true
 FILES=${1:-2000}
-BIN=$repo/target/release/backupfs
-WORK=""
-DAEMON_PID=""
 
-bfs_bench_traps
-
-bfs_bench_prepare "$repo"
+bfs_bench_begin "$repo"
 
 bfs_bench_setup restore "" '[catalog]
 flush-interval = "1s"'

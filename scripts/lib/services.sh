@@ -523,6 +523,19 @@ bfs_bench_prepare() {
     fi
 }
 
+# bfs_bench_begin REPO
+# The start of every benchmark: no cloud metadata lookups, BIN (the release binary) and
+# empty WORK, DAEMON_PID, TIME_PID and BFS_BENCH_PIDS, the clean-up traps, then the
+# packages and the build (bfs_bench_prepare).
+bfs_bench_begin() {
+    local repo=${1:?usage: bfs_bench_begin REPO}
+    export AWS_EC2_METADATA_DISABLED=true
+    BIN=$repo/target/release/backupfs
+    WORK="" DAEMON_PID="" TIME_PID="" BFS_BENCH_PIDS=""
+    bfs_bench_traps
+    bfs_bench_prepare "$repo"
+}
+
 # bfs_bench_traps
 # Installs the clean-up every benchmark needs, whatever way it ends: stops the daemon
 # (DAEMON_PID), the process timing it (TIME_PID) and the further processes listed in
